@@ -1,0 +1,409 @@
+// Package agent is the daemon that runs inside every sandbox as its PID 1. It
+// supervises the Python kernel, serves the data directory, and answers the
+// server over the agentproto protocol. It trusts only the server (a peer with
+// the bridge uid) and treats the kernel and everything it starts as untrusted:
+// output is capped, event frames are bounded, and whole process trees are
+// killed. It is imported only by cmd/sandpool-agent.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/rs/zerolog"
+	
+	"github.com/sandpool/sandpool/sandbox/agentproto"
+)
+
+// Config configures an Agent. The zero value of each field means its default.
+type Config struct {
+	// DataDir holds the session's files; default agentproto.DataDir.
+	DataDir string
+	// TokenHash is the SHA-256 of the token every connection must present
+	// in its hello (see agentproto.ReadHello).
+	TokenHash [32]byte
+	// Python is the interpreter; default "python3".
+	Python string
+	// Env is the kernel's environment; default the agent's own.
+	Env []string
+	// Preload lists modules imported before the kernel reports ready.
+	Preload []string
+	// KernelMemory caps the kernel's address space (RLIMIT_AS) in bytes, so
+	// a memory bomb raises MemoryError instead of getting the whole sandbox
+	// killed (gVisor kills the sandbox on a cgroup OOM). 0: no cap.
+	KernelMemory int64
+	// NoIPython forces the plain exec runner.
+	NoIPython bool
+	// StartTimeout bounds a kernel start; default 60s.
+	StartTimeout time.Duration
+	// InterruptGrace is how long an interrupted kernel gets before it is
+	// killed; default 2s.
+	InterruptGrace time.Duration
+	// Init says the agent is PID 1 of a sandbox: it reaps orphans and may
+	// kill every process of its uid.
+	Init bool
+	// Version is reported in Info.
+	Version string
+	Log     zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = agentproto.DataDir
+	}
+	if c.Python == "" {
+		c.Python = "python3"
+	}
+	if c.Env == nil {
+		c.Env = os.Environ()
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 60 * time.Second
+	}
+	if c.InterruptGrace == 0 {
+		c.InterruptGrace = 2 * time.Second
+	}
+}
+
+// Agent is the in-sandbox daemon.
+type Agent struct {
+	cfg      Config
+	log      zerolog.Logger
+	reaper   *reaper
+	kernel   *kernel
+	files    files
+	identity agentproto.Identity
+
+	mu      sync.Mutex
+	session *yamux.Session // the current server connection
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// New returns an agent and starts its kernel in the background.
+func New(cfg Config) (*Agent, error) {
+	cfg.setDefaults()
+	st, err := os.Stat(cfg.DataDir)
+	if err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("data directory %q is not usable", cfg.DataDir)
+	}
+	a := &Agent{cfg: cfg, log: cfg.Log, files: files{root: cfg.DataDir}, identity: readIdentity()}
+	a.reaper = newReaper(cfg.Init)
+	a.kernel = newKernel(kernelConfig{
+		python:         cfg.Python,
+		dir:            cfg.DataDir,
+		env:            cfg.Env,
+		asLimit:        cfg.KernelMemory,
+		preload:        cfg.Preload,
+		noIPython:      cfg.NoIPython,
+		startTimeout:   cfg.StartTimeout,
+		interruptGrace: cfg.InterruptGrace,
+		init:           cfg.Init,
+	}, a.reaper, cfg.Log)
+	a.kernel.warm()
+	return a, nil
+}
+
+// Close stops serving, kills the kernel and waits for every goroutine.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	if a.session != nil {
+		a.session.Close()
+	}
+	a.mu.Unlock()
+	a.kernel.close()
+	a.wg.Wait()
+	a.reaper.close()
+	return nil
+}
+
+// Serve accepts connections on ln until ctx ends or ln fails. Each
+// connection that presents the token replaces the previous one.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.ServeConn(ctx, c); err != nil {
+				a.log.Debug().Err(err).Msg("connection ended")
+			}
+		}()
+	}
+}
+
+// helloTimeout bounds the wait for a connection's hello.
+const helloTimeout = 10 * time.Second
+
+// ServeConn serves one server connection until it ends. The connection must
+// open with a hello carrying the token; it then replaces the current
+// connection, if any.
+func (a *Agent) ServeConn(ctx context.Context, c io.ReadWriteCloser) error {
+	if d, ok := c.(interface{ SetReadDeadline(time.Time) error }); ok {
+		_ = d.SetReadDeadline(time.Now().Add(helloTimeout))
+	}
+	if err := agentproto.ReadHello(c, a.cfg.TokenHash); err != nil {
+		c.Close()
+		a.log.Warn().Msg("connection without a valid hello refused")
+		return err
+	}
+	if d, ok := c.(interface{ SetReadDeadline(time.Time) error }); ok {
+		_ = d.SetReadDeadline(time.Time{})
+	}
+	sess, err := yamux.Server(c, agentproto.YamuxConfig())
+	if err != nil {
+		c.Close()
+		return err
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		sess.Close()
+		return errors.New("agent closed")
+	}
+	if a.session != nil {
+		a.session.Close()
+	}
+	a.session = sess
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.session == sess {
+			a.session = nil
+		}
+		a.mu.Unlock()
+		sess.Close()
+	}()
+	for {
+		st, err := sess.AcceptStreamWithContext(ctx)
+		if err != nil {
+			return err
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer st.Close()
+			a.handle(ctx, sess, st)
+		}()
+	}
+}
+
+// requestTimeout bounds reading a request and the data of a put.
+const requestTimeout = 30 * time.Second
+
+func (a *Agent) handle(ctx context.Context, sess *yamux.Session, st *yamux.Stream) {
+	_ = st.SetReadDeadline(time.Now().Add(requestTimeout))
+	r := agentproto.NewReader(st, agentproto.MaxFrame)
+	req, err := agentproto.ReadRequest(r)
+	if err != nil {
+		return
+	}
+	em := newEmitter(st)
+	reply := func(m *agentproto.Message) { _ = em.msg(m) }
+	fail := func(err error) {
+		var oe *opError
+		if errors.As(err, &oe) {
+			reply(agentproto.Failed(oe.code, oe.msg))
+			return
+		}
+		reply(agentproto.Failed(agentproto.FailIO, err.Error()))
+	}
+	switch req.Op {
+	case agentproto.OpInfo:
+		wctx := ctx
+		if req.WaitKernel {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(ctx, time.Duration(max(req.WaitMS, 0))*time.Millisecond)
+			defer cancel()
+		}
+		reply(&agentproto.Message{Type: agentproto.MsgInfo, Info: &agentproto.Info{
+			Protocol: agentproto.Version,
+			Agent:    a.cfg.Version,
+			Identity: a.identity,
+			Kernel:   a.kernel.state(wctx, req.WaitKernel),
+			UID:      os.Getuid(),
+		}})
+	case agentproto.OpExecute:
+		a.execute(ctx, sess, st, req, em)
+	case agentproto.OpInterrupt:
+		a.kernel.interrupt(req.ExecID)
+		reply(&agentproto.Message{Type: agentproto.MsgOK})
+	case agentproto.OpStat:
+		fi, err := a.files.stat(req.Path)
+		if err != nil {
+			fail(err)
+			return
+		}
+		reply(&agentproto.Message{Type: agentproto.MsgFile, File: &fi})
+	case agentproto.OpList:
+		fis, partial, err := a.files.list(req.Path)
+		if err != nil {
+			fail(err)
+			return
+		}
+		reply(&agentproto.Message{Type: agentproto.MsgFiles, Files: fis, Partial: partial})
+	case agentproto.OpDelete:
+		if err := a.files.remove(req.Path); err != nil {
+			fail(err)
+			return
+		}
+		reply(&agentproto.Message{Type: agentproto.MsgOK})
+	case agentproto.OpGet:
+		a.get(st, req, em, fail)
+	case agentproto.OpPut:
+		a.put(st, r, req, em, fail)
+	default:
+		reply(agentproto.Failed(agentproto.FailBadRequest, "unknown operation"))
+	}
+}
+
+func (a *Agent) execute(ctx context.Context, sess *yamux.Session, st *yamux.Stream, req *agentproto.Request, em *emitter) {
+	if len(req.Code) > agentproto.MaxCodeBytes {
+		_ = em.msg(agentproto.Failed(agentproto.FailTooLarge, "code larger than the limit"))
+		return
+	}
+	if req.TimeoutMS <= 0 {
+		_ = em.msg(agentproto.Failed(agentproto.FailBadRequest, "timeout_ms must be positive"))
+		return
+	}
+	// The server closing its side of the stream means the client went
+	// away: interrupt. Losing the whole connection does not (a restarting
+	// server must not kill running code).
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_ = st.SetReadDeadline(time.Time{})
+	go func() {
+		_, err := io.Copy(io.Discard, st)
+		if err == nil && !sess.IsClosed() {
+			cancel()
+		}
+	}()
+	done, err := a.kernel.execute(ectx, req, em)
+	if err != nil {
+		_ = em.msg(agentproto.Failed(agentproto.FailKernel, err.Error()))
+		return
+	}
+	_ = em.msg(&agentproto.Message{Type: agentproto.MsgDone, Done: done})
+}
+
+func (a *Agent) get(st *yamux.Stream, req *agentproto.Request, em *emitter, fail func(error)) {
+	f, fi, err := a.files.openRead(req.Path, req.MaxSize)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer f.Close()
+	if em.msg(&agentproto.Message{Type: agentproto.MsgFile, File: &fi}) != nil {
+		return
+	}
+	var sent int64
+	buf := make([]byte, agentproto.ChunkSize)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if req.MaxSize > 0 && sent+int64(n) > req.MaxSize {
+				// The file grew while we sent it.
+				_ = em.msg(agentproto.Failed(agentproto.FailTooLarge, "get: file grew beyond the limit"))
+				return
+			}
+			em.frame(agentproto.FrameData, buf[:n])
+			sent += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			fail(classify(err, "get"))
+			return
+		}
+	}
+	_ = em.msg(&agentproto.Message{Type: agentproto.MsgEnd, Size: sent})
+}
+
+func (a *Agent) put(st *yamux.Stream, r *agentproto.Reader, req *agentproto.Request, em *emitter, fail func(error)) {
+	// After a refusal, read and drop the rest of the upload (bounded by the
+	// read deadline), so the sender is never left blocked on a full window.
+	fail = func(fail func(error)) func(error) {
+		return func(err error) {
+			fail(err)
+			for {
+				_ = st.SetReadDeadline(time.Now().Add(requestTimeout))
+				if _, _, err := r.Next(); err != nil {
+					return
+				}
+			}
+		}
+	}(fail)
+	up, err := a.files.create(req.Path)
+	if err != nil {
+		fail(err)
+		return
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			up.abort()
+		}
+	}()
+	var got int64
+	for {
+		_ = st.SetReadDeadline(time.Now().Add(requestTimeout))
+		t, p, err := r.Next()
+		if err != nil {
+			return // the server went away; nothing to answer
+		}
+		switch t {
+		case agentproto.FrameData:
+			got += int64(len(p))
+			if req.MaxSize > 0 && got > req.MaxSize {
+				fail(failf(agentproto.FailTooLarge, "put: file larger than the limit"))
+				return
+			}
+			if _, err := up.f.Write(p); err != nil {
+				fail(classify(err, "put"))
+				return
+			}
+		case agentproto.FrameMsg:
+			m, err := agentproto.DecodeMsg(p)
+			if err != nil || m.Type != agentproto.MsgEnd {
+				fail(failf(agentproto.FailBadRequest, "put: expected data or end"))
+				return
+			}
+			if m.Size != got {
+				fail(failf(agentproto.FailBadRequest, "put: size mismatch"))
+				return
+			}
+			fi, err := up.commit()
+			committed = true
+			if err != nil {
+				fail(err)
+				return
+			}
+			_ = em.msg(&agentproto.Message{Type: agentproto.MsgFile, File: &fi})
+			return
+		default:
+			fail(failf(agentproto.FailBadRequest, "put: unexpected frame"))
+			return
+		}
+	}
+}

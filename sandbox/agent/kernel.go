@@ -1,0 +1,455 @@
+package agent
+
+import (
+	"context"
+	_ "embed"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/sandpool/sandpool/sandbox/agentproto"
+)
+
+//go:embed kernel.py
+var kernelSource string
+
+// maxKernelMsg bounds one event frame from the kernel; a larger one means
+// the kernel (or user code writing to its event pipe) broke the protocol.
+const maxKernelMsg = agentproto.MaxFrame
+
+// kernelConfig configures the Python kernel process.
+type kernelConfig struct {
+	python         string
+	dir            string
+	env            []string
+	asLimit        int64
+	preload        []string
+	noIPython      bool
+	startTimeout   time.Duration
+	interruptGrace time.Duration
+	init           bool
+}
+
+// kernel supervises one long-lived Python process and runs executions in
+// it, one at a time.
+type kernel struct {
+	cfg    kernelConfig
+	log    zerolog.Logger
+	reaper *reaper
+
+	sem chan struct{} // held for the whole of one execution
+
+	mu         sync.Mutex
+	proc       *proc      // current process; nil before the first start
+	current    *execution // running execution, for interrupt
+	gen        int64
+	executions int64
+	restarts   int64
+	closed     bool
+}
+
+// proc is one kernel process.
+type proc struct {
+	pid       int
+	gen       int64
+	cmd       int // write end of the kernel's fd 3
+	pump      *pump
+	ready     chan struct{} // closed on the ready event, or when it died first
+	readyInfo kernelReady
+	exited    chan struct{} // closed once reaped and the pump has stopped
+	status    unix.WaitStatus
+	broken    string // why the agent killed it, if it did
+}
+
+type kernelReady struct {
+	Python    string `json:"python"`
+	IPython   bool   `json:"ipython"`
+	PreloadMS int64  `json:"preload_ms"`
+}
+
+func newKernel(cfg kernelConfig, r *reaper, log zerolog.Logger) *kernel {
+	return &kernel{cfg: cfg, reaper: r, log: log, sem: make(chan struct{}, 1)}
+}
+
+// start launches a kernel process. Callers hold k.mu.
+func (k *kernel) startLocked() (*proc, error) {
+	if k.closed {
+		return nil, errors.New("agent is shutting down")
+	}
+	python, err := exec.LookPath(k.cfg.python)
+	if err != nil {
+		return nil, fmt.Errorf("find python: %w", err)
+	}
+	var cmdP, evtP, outP, errP [2]int
+	pipes := []*[2]int{&cmdP, &evtP, &outP, &errP}
+	for i, p := range pipes {
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			for _, q := range pipes[:i] {
+				unix.Close(q[0])
+				unix.Close(q[1])
+			}
+			return nil, fmt.Errorf("pipe: %w", err)
+		}
+	}
+	closeAll := func(fds ...int) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	devnull, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		closeAll(cmdP[0], cmdP[1], evtP[0], evtP[1], outP[0], outP[1], errP[0], errP[1])
+		return nil, fmt.Errorf("open /dev/null: %w", err)
+	}
+	argv := []string{python, "-I", "-u", "-c", kernelSource,
+		"--as-limit", strconv.FormatInt(k.cfg.asLimit, 10),
+		"--preload", strings.Join(k.cfg.preload, ",")}
+	if k.cfg.noIPython {
+		argv = append(argv, "--no-ipython", "1")
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   k.cfg.dir,
+		Env:   k.cfg.env,
+		Files: []uintptr{uintptr(devnull), uintptr(outP[1]), uintptr(errP[1]), uintptr(cmdP[0]), uintptr(evtP[1])},
+		// Its own process group, so the kernel and its children can be
+		// signalled together.
+		Sys: &syscall.SysProcAttr{Setpgid: true},
+	}
+	pid, wait, err := k.reaper.start(argv, attr)
+	closeAll(devnull, outP[1], errP[1], cmdP[0], evtP[1])
+	if err != nil {
+		closeAll(cmdP[1], evtP[0], outP[0], errP[0])
+		return nil, fmt.Errorf("start kernel: %w", err)
+	}
+	k.gen++
+	p := &proc{pid: pid, gen: k.gen, cmd: cmdP[1], ready: make(chan struct{}), exited: make(chan struct{})}
+	p.pump, err = newPump(p, evtP[0], outP[0], errP[0])
+	if err != nil {
+		_ = unix.Kill(-pid, unix.SIGKILL)
+		closeAll(cmdP[1], evtP[0], outP[0], errP[0])
+		<-wait
+		return nil, err
+	}
+	go p.pump.run()
+	go func() {
+		p.status = <-wait
+		p.pump.stop()
+		unix.Close(p.cmd)
+		p.pump.markReady() // a kernel that died before it was ready is not
+		close(p.exited)
+	}()
+	k.proc = p
+	k.log.Debug().Int64("generation", p.gen).Msg("kernel started")
+	return p, nil
+}
+
+// readyProc returns a ready kernel process, starting one if needed.
+func (k *kernel) readyProc(ctx context.Context) (*proc, error) {
+	k.mu.Lock()
+	p := k.proc
+	if p == nil || isClosed(p.exited) {
+		if p != nil {
+			k.restarts++
+		}
+		var err error
+		if p, err = k.startLocked(); err != nil {
+			k.mu.Unlock()
+			return nil, err
+		}
+	}
+	k.mu.Unlock()
+	t := time.NewTimer(k.cfg.startTimeout)
+	defer t.Stop()
+	select {
+	case <-p.ready:
+	case <-t.C:
+		return nil, errors.New("kernel did not become ready in time")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if isClosed(p.exited) {
+		return nil, fmt.Errorf("kernel exited during start: %s", describeExit(p.status))
+	}
+	return p, nil
+}
+
+// warm starts the kernel in the background so the next execution finds it ready.
+func (k *kernel) warm() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.proc == nil || isClosed(k.proc.exited) {
+		if k.proc != nil {
+			k.restarts++
+		}
+		if _, err := k.startLocked(); err != nil {
+			k.log.Warn().Err(err).Msg("kernel start failed")
+		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// state describes the kernel for Info. With wait, it first waits (bounded)
+// for the kernel to be ready.
+func (k *kernel) state(ctx context.Context, wait bool) agentproto.Kernel {
+	var waitErr error
+	if wait {
+		_, waitErr = k.readyProc(ctx)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ks := agentproto.Kernel{State: agentproto.KernelStarting, Executions: k.executions, Restarts: k.restarts, Generation: k.gen}
+	p := k.proc
+	switch {
+	case p == nil:
+	case isClosed(p.exited):
+		ks.State = agentproto.KernelFailed
+		ks.Error = "kernel exited: " + describeExit(p.status)
+	case isClosed(p.ready):
+		ks.State = agentproto.KernelReady
+		ks.Python, ks.IPython, ks.PreloadMS = p.readyInfo.Python, p.readyInfo.IPython, p.readyInfo.PreloadMS
+	}
+	if waitErr != nil && ks.State != agentproto.KernelReady {
+		ks.State = agentproto.KernelFailed
+		ks.Error = waitErr.Error()
+	}
+	return ks
+}
+
+// interrupt asks the running execution with id to stop. It reports whether
+// that execution was running.
+func (k *kernel) interrupt(id string) bool {
+	k.mu.Lock()
+	ex := k.current
+	k.mu.Unlock()
+	if ex == nil || ex.id != id {
+		return false
+	}
+	select {
+	case ex.interrupt <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// errKernelUnavailable wraps failures to get a ready kernel.
+var errKernelUnavailable = errors.New("kernel unavailable")
+
+// execute runs one cell. Output and events go to em as they happen; the
+// returned Done is the caller's to send. ctx is cancelled when the client
+// closes the stream: the execution is then interrupted like a timeout.
+func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitter) (*agentproto.Done, error) {
+	select {
+	case k.sem <- struct{}{}:
+	case <-ctx.Done():
+		return &agentproto.Done{Status: agentproto.StatusInterrupted, Reason: "canceled before it started"}, nil
+	}
+	defer func() { <-k.sem }()
+
+	p, err := k.readyProc(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errKernelUnavailable, err)
+	}
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	ex := &execution{id: req.ExecID, em: em, maxOut: req.MaxOutput, finished: make(chan struct{}), interrupt: make(chan struct{}, 1)}
+	k.mu.Lock()
+	k.current = ex
+	k.executions++
+	k.mu.Unlock()
+	p.pump.setCurrent(ex)
+	oomBefore := oomKills()
+	start := time.Now()
+
+	sent := make(chan error, 1)
+	go func() { sent <- writeKernelCmd(p.cmd, req.Code) }()
+
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	done := &agentproto.Done{Status: agentproto.StatusOK}
+	restarted := false
+	for waiting := true; waiting; {
+		select {
+		case err := <-sent:
+			if err == nil {
+				continue
+			}
+			// The kernel stopped reading: it is dying or wedged.
+			done.Status, done.Reason = agentproto.StatusCrashed, "the kernel stopped accepting work"
+			k.kill(p)
+			restarted, waiting = true, false
+		case <-ex.finished:
+			if ex.status == "error" {
+				done.Status = agentproto.StatusError
+			}
+			waiting = false
+		case <-p.exited:
+			done.Status = agentproto.StatusCrashed
+			done.Reason = crashReason(p, oomBefore)
+			restarted, waiting = true, false
+		case <-timer.C:
+			done.Status = agentproto.StatusTimeout
+			done.Reason = fmt.Sprintf("the execution exceeded its %s timeout", timeout)
+			restarted = k.stop(p, ex, done)
+			waiting = false
+		case <-ex.interrupt:
+			done.Status, done.Reason = agentproto.StatusInterrupted, "interrupted on request"
+			restarted = k.stop(p, ex, done)
+			waiting = false
+		case <-ctx.Done():
+			done.Status, done.Reason = agentproto.StatusInterrupted, "the caller went away"
+			restarted = k.stop(p, ex, done)
+			waiting = false
+		}
+	}
+	p.pump.setCurrent(nil)
+	k.mu.Lock()
+	k.current = nil
+	k.mu.Unlock()
+
+	done.DurationMS = time.Since(start).Milliseconds()
+	done.StdoutBytes, done.StderrBytes = ex.outN, ex.errN
+	done.StdoutTruncated, done.StderrTruncated = ex.outTrunc, ex.errTrunc
+	done.DisplaysDropped = ex.dropped
+	if restarted {
+		done.KernelRestarted = true
+		k.warm()
+	} else {
+		done.Killed = killStrays(k.cfg.init, p.pid)
+	}
+	return done, nil
+}
+
+// stop interrupts the kernel and, if it does not finish within the grace
+// period, kills it and everything it started. It reports whether the kernel
+// was killed (its state is then gone).
+func (k *kernel) stop(p *proc, ex *execution, done *agentproto.Done) bool {
+	if isClosed(ex.finished) {
+		if ex.status == "ok" {
+			done.Status, done.Reason = agentproto.StatusOK, ""
+		}
+		return false
+	}
+	_ = unix.Kill(p.pid, unix.SIGINT)
+	grace := time.NewTimer(k.cfg.interruptGrace)
+	defer grace.Stop()
+	select {
+	case <-ex.finished:
+		if ex.status == "ok" {
+			// It finished on its own before the interrupt landed.
+			done.Status, done.Reason = agentproto.StatusOK, ""
+		} else {
+			done.Reason += "; interrupted (KeyboardInterrupt), state kept"
+		}
+		return false
+	case <-p.exited:
+		done.Reason += "; the kernel exited"
+		return true
+	case <-grace.C:
+	}
+	k.kill(p)
+	done.Reason += "; the kernel did not stop on interrupt and was restarted"
+	return true
+}
+
+// kill kills the kernel process and every process left in the sandbox, and
+// waits for the kernel to be reaped.
+func (k *kernel) kill(p *proc) {
+	killAll(k.cfg.init, p.pid)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		k.log.Error().Msg("kernel not reaped 10s after SIGKILL")
+	}
+}
+
+func (k *kernel) close() {
+	k.mu.Lock()
+	k.closed = true
+	p := k.proc
+	k.mu.Unlock()
+	if p != nil && !isClosed(p.exited) {
+		k.kill(p)
+	}
+}
+
+func writeKernelCmd(fd int, code string) error {
+	body, err := json.Marshal(map[string]string{"op": "execute", "code": code})
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 4+len(body))
+	binary.BigEndian.PutUint32(buf, uint32(len(body)))
+	copy(buf[4:], body)
+	for len(buf) > 0 {
+		n, err := unix.Write(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		buf = buf[n:]
+	}
+	return nil
+}
+
+func describeExit(ws unix.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit code %d", ws.ExitStatus())
+	case ws.Signaled():
+		return "killed by signal " + unix.SignalName(ws.Signal())
+	}
+	return "unknown status"
+}
+
+func crashReason(p *proc, oomBefore int64) string {
+	if p.broken != "" {
+		return "the kernel was stopped: " + p.broken
+	}
+	r := "the Python kernel died (" + describeExit(p.status) + ")"
+	if p.status.Signaled() && p.status.Signal() == unix.SIGKILL {
+		if after := oomKills(); after >= 0 && oomBefore >= 0 && after > oomBefore {
+			r += ": out of memory"
+		} else {
+			r += ", probably out of memory"
+		}
+	}
+	return r + "; it was restarted and its state is gone"
+}
+
+// oomKills reads the sandbox cgroup's OOM kill counter, or -1.
+func oomKills() int64 {
+	for _, path := range []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" {
+				if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
+}

@@ -1,0 +1,286 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/sandbox/agentproto"
+)
+
+// Dialer opens a fresh byte stream to a sandbox's agent (for podman: an exec
+// of the agent bridge). Conn calls it again whenever the stream breaks.
+type Dialer interface {
+	Dial(ctx context.Context) (io.ReadWriteCloser, error)
+}
+
+// DialFunc adapts a function to Dialer.
+type DialFunc func(ctx context.Context) (io.ReadWriteCloser, error)
+
+// Dial implements Dialer.
+func (f DialFunc) Dial(ctx context.Context) (io.ReadWriteCloser, error) { return f(ctx) }
+
+// Prober is an optional Dialer capability: whether the sandbox still runs.
+// Conn uses it to tell a dead sandbox (state lost) from a broken
+// connection (state probably intact).
+type Prober interface {
+	Running(ctx context.Context) (bool, error)
+}
+
+// Sentinel errors; each also carries an errcode.
+var (
+	// ErrGone: the sandbox stopped; its state is lost.
+	ErrGone = errcode.New(errcode.SandboxGone, "the sandbox is no longer running; its state is lost")
+	// ErrClosed: the Conn was closed.
+	ErrClosed = errcode.New(errcode.SandboxUnreachable, "the sandbox connection is closed")
+)
+
+// Timeouts of the control protocol. Every read from the agent has a deadline.
+const (
+	// DialTimeout bounds one dial of the agent.
+	DialTimeout = 15 * time.Second
+	// OpTimeout bounds a short operation (info, stat, list, delete, interrupt)
+	// and each read or write during a file transfer.
+	OpTimeout = 30 * time.Second
+	// ExecGrace is added to an execution's timeout for the agent to
+	// interrupt, kill and restart a kernel and report back.
+	ExecGrace = 30 * time.Second
+)
+
+// Conn is a client of one sandbox's agent. It dials lazily, multiplexes
+// operations over one connection, and redials after the connection breaks
+// (a restarted server or podman service), so kernel state that survived in
+// the sandbox is found again. It is safe for concurrent use.
+type Conn struct {
+	dialer Dialer
+
+	mu     sync.Mutex // held while dialing
+	sess   *yamux.Session
+	closed bool
+}
+
+// NewConn returns a Conn that reaches the agent through d.
+func NewConn(d Dialer) *Conn { return &Conn{dialer: d} }
+
+// Close closes the connection; the sandbox itself keeps running.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	if c.sess != nil {
+		return c.sess.Close()
+	}
+	return nil
+}
+
+// Reset drops the current connection; the next operation dials again.
+func (c *Conn) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess != nil {
+		c.sess.Close()
+		c.sess = nil
+	}
+}
+
+func (c *Conn) session(ctx context.Context) (*yamux.Session, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.sess != nil && !c.sess.IsClosed() {
+		return c.sess, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	rwc, err := c.dialer.Dial(dctx)
+	if err != nil {
+		return nil, c.classify(ctx, err)
+	}
+	sess, err := yamux.Client(rwc, agentproto.YamuxConfig())
+	if err != nil {
+		rwc.Close()
+		return nil, errcode.Wrap(errcode.SandboxUnreachable, "cannot reach the sandbox", err)
+	}
+	c.sess = sess
+	return sess, nil
+}
+
+// classify turns a connection failure into a coded error: the sandbox is
+// gone, the engine is unavailable, or the sandbox is unreachable.
+func (c *Conn) classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return errcode.Wrap(errcode.Canceled, "the request was canceled", err)
+	}
+	var ce *errcode.Error
+	if errors.As(err, &ce) {
+		return err // the dialer already knows (engine unavailable, gone)
+	}
+	if p, ok := c.dialer.(Prober); ok {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		running, perr := p.Running(pctx)
+		if perr == nil && !running {
+			return fmt.Errorf("%w (%v)", ErrGone, err)
+		}
+		if perr != nil && errcode.Of(perr) != errcode.Internal {
+			return perr
+		}
+	}
+	return errcode.Wrap(errcode.SandboxUnreachable, "lost the connection to the sandbox", err)
+}
+
+// stream opens a stream for one operation and writes its request. A broken
+// connection is redialed once.
+func (c *Conn) stream(ctx context.Context, req *agentproto.Request) (*yamux.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		sess, err := c.session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st, err := sess.OpenStream()
+		if err == nil {
+			_ = st.SetWriteDeadline(time.Now().Add(OpTimeout))
+			if err = agentproto.WriteRequest(st, req); err == nil {
+				return st, nil
+			}
+			st.Close()
+		}
+		if attempt > 0 || !sess.IsClosed() {
+			return nil, c.classify(ctx, err)
+		}
+		c.Reset()
+	}
+}
+
+// failure converts an agent's failed message into a coded error. The agent's
+// own text goes to the cause only: it is not for clients.
+func failure(m *agentproto.Message) error {
+	cause := fmt.Errorf("agent: %s: %s", m.Code, m.Message)
+	switch m.Code {
+	case agentproto.FailBadPath:
+		return errcode.Wrap(errcode.InvalidArgument, "invalid file path", cause)
+	case agentproto.FailBadRequest:
+		return errcode.Wrap(errcode.InvalidArgument, "invalid request", cause)
+	case agentproto.FailNotFound:
+		return errcode.Wrap(errcode.NotFound, "file not found", cause)
+	case agentproto.FailNotRegular:
+		return errcode.Wrap(errcode.InvalidArgument, "not a regular file (symlinks, FIFOs and devices are not served)", cause)
+	case agentproto.FailIsDir:
+		return errcode.Wrap(errcode.InvalidArgument, "is a directory", cause)
+	case agentproto.FailNotEmpty:
+		return errcode.Wrap(errcode.InvalidArgument, "directory not empty", cause)
+	case agentproto.FailTooLarge:
+		return errcode.Wrap(errcode.TooLarge, "larger than the limit", cause)
+	case agentproto.FailNoSpace:
+		return errcode.Wrap(errcode.NoSpace, "no space left in the sandbox", cause)
+	case agentproto.FailKernel:
+		return errcode.Wrap(errcode.Unavailable, "the Python kernel is not available", cause)
+	}
+	return errcode.Wrap(errcode.Internal, "the sandbox failed the operation", cause)
+}
+
+// readErr classifies an error reading from the agent.
+func (c *Conn) readErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return errcode.Wrap(errcode.Canceled, "the request was canceled", ctx.Err())
+	case errors.Is(err, agentproto.ErrFrameTooLarge), errors.Is(err, agentproto.ErrBadFrame):
+		// A misbehaving agent: drop the connection, it cannot be resynced.
+		c.Reset()
+		return errcode.Wrap(errcode.Internal, "the sandbox sent an invalid response", err)
+	case errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+		return errcode.Wrap(errcode.Timeout, "the sandbox did not answer in time", err)
+	}
+	return c.classify(ctx, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// roundTrip runs a request/reply operation and returns the reply.
+func (c *Conn) roundTrip(ctx context.Context, req *agentproto.Request, timeout time.Duration) (*agentproto.Message, error) {
+	st, err := c.stream(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { _ = st.SetReadDeadline(time.Now()) })
+	defer stop()
+	_ = st.SetReadDeadline(time.Now().Add(timeout))
+	m, err := agentproto.ReadMsg(agentproto.NewReader(st, 0))
+	if err != nil {
+		return nil, c.readErr(ctx, err)
+	}
+	if m.Type == agentproto.MsgFailed {
+		return nil, failure(m)
+	}
+	return m, nil
+}
+
+// KernelInfo describes the Python kernel of a sandbox.
+type KernelInfo struct {
+	Ready      bool
+	Error      string
+	Python     string
+	IPython    bool
+	Preload    time.Duration
+	Executions int64
+	Restarts   int64
+	// Generation changes whenever the kernel restarts: equal generations
+	// mean the kernel's state survived between two observations.
+	Generation int64
+}
+
+// Info is what the agent reports about itself and its sandbox.
+type Info struct {
+	AgentVersion string
+	UID          int
+	Identity     Identity
+	Kernel       KernelInfo
+}
+
+// Info asks the agent about itself. With waitKernel it first waits (up to
+// wait) for the kernel to be ready.
+func (c *Conn) Info(ctx context.Context, waitKernel bool, wait time.Duration) (Info, error) {
+	m, err := c.roundTrip(ctx, &agentproto.Request{Op: agentproto.OpInfo, WaitKernel: waitKernel, WaitMS: wait.Milliseconds()}, OpTimeout+wait)
+	if err != nil {
+		return Info{}, err
+	}
+	if m.Type != agentproto.MsgInfo || m.Info == nil {
+		return Info{}, errcode.New(errcode.Internal, "the sandbox sent an invalid response")
+	}
+	in := m.Info
+	if in.Protocol != agentproto.Version {
+		return Info{}, errcode.Newf(errcode.Internal, "the sandbox agent speaks protocol %d, not %d", in.Protocol, agentproto.Version)
+	}
+	return Info{
+		AgentVersion: in.Agent,
+		UID:          in.UID,
+		Identity: Identity{Release: in.Identity.Release, Version: in.Identity.Version, BootID: in.Identity.BootID,
+			Hypervisor: in.Identity.Hypervisor, Syslog: in.Identity.Syslog},
+		Kernel: KernelInfo{
+			Ready: in.Kernel.State == agentproto.KernelReady, Error: in.Kernel.Error,
+			Python: in.Kernel.Python, IPython: in.Kernel.IPython,
+			Preload:    time.Duration(in.Kernel.PreloadMS) * time.Millisecond,
+			Executions: in.Kernel.Executions, Restarts: in.Kernel.Restarts, Generation: in.Kernel.Generation,
+		},
+	}, nil
+}
+
+// Interrupt stops the execution with id if it is running.
+func (c *Conn) Interrupt(ctx context.Context, id string) error {
+	_, err := c.roundTrip(ctx, &agentproto.Request{Op: agentproto.OpInterrupt, ExecID: id}, OpTimeout)
+	return err
+}

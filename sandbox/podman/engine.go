@@ -1,0 +1,542 @@
+// Package podman creates and manages sandboxes as podman containers through
+// the podman v5 bindings: one podman service per OCI runtime (the service,
+// not the container spec, picks the runtime), started and supervised here
+// when no socket is configured. It is the only package that imports the
+// bindings.
+package podman
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/api/handlers"
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/errorhandling"
+	"github.com/rs/zerolog"
+
+	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/sandbox"
+	"github.com/sandpool/sandpool/sandbox/agentproto"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Runtime is the OCI runtime name handed to podman: "runsc" (gVisor),
+	// "runc", or a Kata build with the OCI command line.
+	Runtime string
+	// RuntimeFlags are passed to the runtime by a supervised service.
+	// Default for runsc: network=none and oci-seccomp.
+	RuntimeFlags []string
+	// Socket is the path of an existing podman service's unix socket.
+	// Empty: start and supervise one at StateDir/podman-<runtime>-<pid>.sock.
+	Socket string
+	// StateDir holds the agent copy, the seccomp profile and sockets;
+	// default /var/lib/sandpool.
+	StateDir string
+	// AgentPath is the static sandpool-agent binary on this host; default:
+	// next to the running executable, then on PATH.
+	AgentPath string
+	// Podman is the podman binary for a supervised service.
+	Podman string
+	Log    zerolog.Logger
+}
+
+// DefaultRuntimeFlags returns the flags a supervised service of runtime
+// gets by default. gVisor needs network=none (its own network stack does not
+// start here) and oci-seccomp, without which it ignores the seccomp profile.
+func DefaultRuntimeFlags(runtime string) []string {
+	if runtime == "runsc" {
+		return []string{"network=none", "oci-seccomp"}
+	}
+	return nil
+}
+
+// Engine creates, finds and removes sandboxes on one podman service.
+type Engine struct {
+	cfg      Config
+	log      zerolog.Logger
+	socket   string
+	conn     context.Context // carries the bindings client
+	service  *Service        // nil when the socket was given
+	agentDir string
+	seccomp  string
+	key      []byte // derives each sandbox's agent token
+	host     sandbox.HostIdentity
+}
+
+// New returns an engine, starting a supervised podman service when no
+// socket is configured.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.Runtime == "" {
+		return nil, errors.New("podman: a runtime is required")
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/var/lib/sandpool"
+	}
+	if cfg.RuntimeFlags == nil {
+		cfg.RuntimeFlags = DefaultRuntimeFlags(cfg.Runtime)
+	}
+	e := &Engine{cfg: cfg, log: cfg.Log, host: sandbox.LocalHost()}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("podman: state dir: %w", err)
+	}
+	if err := e.installAgent(); err != nil {
+		return nil, err
+	}
+	if err := e.installSeccomp(); err != nil {
+		return nil, err
+	}
+	if err := e.loadKey(); err != nil {
+		return nil, err
+	}
+	e.socket = cfg.Socket
+	if e.socket == "" {
+		sock := filepath.Join(cfg.StateDir, "run", fmt.Sprintf("podman-%s-%d.sock", cfg.Runtime, os.Getpid()))
+		svc, err := StartService(ctx, ServiceConfig{Podman: cfg.Podman, Runtime: cfg.Runtime, RuntimeFlags: cfg.RuntimeFlags, Socket: sock, Log: cfg.Log})
+		if err != nil {
+			return nil, err
+		}
+		e.service, e.socket = svc, sock
+	}
+	conn, err := bindings.NewConnection(context.Background(), "unix://"+e.socket)
+	if err != nil {
+		e.Close()
+		return nil, errcode.Wrap(errcode.Unavailable, "the podman service is unavailable", err)
+	}
+	e.conn = conn
+	return e, nil
+}
+
+// Close stops a supervised service (containers keep running).
+func (e *Engine) Close() error {
+	if e.service != nil {
+		return e.service.Close()
+	}
+	return nil
+}
+
+// Runtime is the engine's OCI runtime.
+func (e *Engine) Runtime() string { return e.cfg.Runtime }
+
+// Service is the supervised podman service, or nil.
+func (e *Engine) Service() *Service { return e.service }
+
+// Host is the identity of the machine the containers run on.
+func (e *Engine) Host() sandbox.HostIdentity { return e.host }
+
+// installAgent copies the agent binary into a content-addressed directory
+// that containers bind-mount: a rebuilt binary never changes under a
+// running sandbox, and adopted sandboxes keep theirs.
+func (e *Engine) installAgent() error {
+	src := e.cfg.AgentPath
+	if src == "" {
+		var err error
+		if src, err = FindAgent(); err != nil {
+			return err
+		}
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("podman: read agent: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	dir := filepath.Join(e.cfg.StateDir, "agent", hex.EncodeToString(sum[:8]))
+	dst := filepath.Join(dir, "sandpool-agent")
+	if cur, err := os.ReadFile(dst); err == nil && sha256.Sum256(cur) == sum {
+		e.agentDir = dir
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("podman: agent dir: %w", err)
+	}
+	if err := writeAtomic(dst, b, 0o755); err != nil {
+		return fmt.Errorf("podman: install agent: %w", err)
+	}
+	e.agentDir = dir
+	return nil
+}
+
+// FindAgent looks for the sandpool-agent binary next to the running
+// executable, then on PATH.
+func FindAgent() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "sandpool-agent")
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("sandpool-agent"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("podman: sandpool-agent not found next to this executable or on PATH (build it with `make build`)")
+}
+
+func (e *Engine) installSeccomp() error {
+	b, err := SeccompProfile(e.cfg.Runtime)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	p := filepath.Join(e.cfg.StateDir, "seccomp-"+hex.EncodeToString(sum[:8])+".json")
+	if _, err := os.Stat(p); err != nil {
+		if err := writeAtomic(p, b, 0o644); err != nil {
+			return fmt.Errorf("podman: seccomp profile: %w", err)
+		}
+	}
+	e.seccomp = p
+	return nil
+}
+
+// loadKey reads the key agent tokens are derived from, creating it once.
+// It must survive restarts: a restarted server derives the same tokens and
+// can reach the sandboxes it adopts.
+func (e *Engine) loadKey() error {
+	p := filepath.Join(e.cfg.StateDir, "agent.key")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		b = make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			_, err = f.Write(b)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if errors.Is(err, os.ErrExist) { // another process made it first
+			b, err = os.ReadFile(p)
+		}
+		if err != nil {
+			return fmt.Errorf("podman: agent key: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("podman: agent key: %w", err)
+	}
+	if len(b) != 32 {
+		return fmt.Errorf("podman: agent key %s is damaged", p)
+	}
+	e.key = b
+	return nil
+}
+
+// token is the agent token of the container named name.
+func (e *Engine) token(name string) []byte {
+	m := hmac.New(sha256.New, e.key)
+	m.Write([]byte("sandpool agent token\x00"))
+	m.Write([]byte(name))
+	return m.Sum(nil)
+}
+
+func writeAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := fmt.Sprintf("%s.tmp-%d", path, os.Getpid())
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// call returns a context for a bindings call: the caller's cancellation and
+// deadline, with the engine's client.
+func (e *Engine) call(ctx context.Context) context.Context {
+	return bindingsCtx{Context: ctx, client: e.conn}
+}
+
+type bindingsCtx struct {
+	context.Context
+	client context.Context
+}
+
+func (c bindingsCtx) Value(k any) any {
+	if v := c.Context.Value(k); v != nil {
+		return v
+	}
+	return c.client.Value(k)
+}
+
+// engineErr classifies a podman API failure.
+func engineErr(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var ce *errcode.Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return errcode.Wrap(errcode.Canceled, "the request was canceled", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errcode.Wrap(errcode.Timeout, "the sandbox engine did not answer in time", err)
+	}
+	if isConnRefused(err) {
+		return errcode.Wrap(errcode.Unavailable, "the sandbox engine (podman) is unavailable", err)
+	}
+	if status(err) == http.StatusNotFound {
+		return errcode.Wrap(errcode.NotFound, "no such sandbox", err)
+	}
+	return errcode.Wrap(errcode.Internal, what+" failed", err)
+}
+
+func isConnRefused(err error) bool {
+	var ne *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) ||
+		(errors.As(err, &ne) && ne.Op == "dial") || strings.Contains(err.Error(), "connection refused") ||
+		strings.Contains(err.Error(), "no such file or directory") && strings.Contains(err.Error(), "sock")
+}
+
+func status(err error) int {
+	var em *errorhandling.ErrorModel
+	if errors.As(err, &em) {
+		return em.ResponseCode
+	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.status
+	}
+	return 0
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// randUID picks an even uid in [2^20, 2^30). Each sandbox gets its own, so
+// per-uid accounting (RLIMIT_NPROC) is per sandbox and no two sandboxes can
+// signal each other's processes even on a shared kernel; uid+1 is its bridge.
+func randUID() int {
+	n, _ := rand.Int(rand.Reader, big.NewInt(1<<29-1<<19))
+	return int(n.Int64()+1<<19) * 2
+}
+
+// Create creates, starts and boots a sandbox: it returns once the agent
+// answers, the isolation gate passed and the kernel is warm. On any failure
+// the container is removed.
+func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sandbox, retErr error) {
+	if err := spec.Normalize(); err != nil {
+		return nil, errcode.Wrap(errcode.InvalidArgument, "invalid sandbox spec: "+err.Error(), err)
+	}
+	if spec.Network == sandbox.NetworkEgress && e.cfg.Runtime == "runsc" && slices.Contains(e.cfg.RuntimeFlags, "network=none") {
+		return nil, errcode.New(errcode.InvalidArgument, "egress under gVisor needs a podman service started with --runtime-flag network=host")
+	}
+	ctx, cancel := context.WithTimeout(ctx, spec.StartTimeout)
+	defer cancel()
+	p := containerParams{
+		name:        "sandpool-" + randHex(8),
+		uid:         randUID(),
+		hostname:    "sbx-" + randHex(4),
+		agentDir:    e.agentDir,
+		seccompPath: e.seccomp,
+		runtime:     e.cfg.Runtime,
+	}
+	th := agentproto.TokenHash(e.token(p.name))
+	p.tokenHash = hex.EncodeToString(th[:])
+	g := buildSpec(&spec, p)
+	resp, err := containers.CreateWithSpec(e.call(ctx), g, nil)
+	if err != nil {
+		return nil, engineErr(err, "creating the sandbox")
+	}
+	id := resp.ID
+	defer func() {
+		if retErr != nil {
+			// The caller's context may be done: cleanup gets its own.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := e.Remove(rctx, id); err != nil {
+				e.log.Error().Err(err).Msg("removing a failed sandbox")
+			}
+		}
+	}()
+	if err := containers.Start(e.call(ctx), id, nil); err != nil {
+		return nil, engineErr(err, "starting the sandbox")
+	}
+	sb := e.handle(id, p.name, g.Labels, p.uid, spec.Isolation)
+	info, err := sandbox.Boot(ctx, sb.Conn, spec.Isolation, e.host)
+	if err != nil {
+		sb.Close()
+		return nil, err
+	}
+	sb.BootInfo = info
+	return sb, nil
+}
+
+func (e *Engine) handle(id, name string, labels map[string]string, uid int, iso sandbox.Isolation) *sandbox.Sandbox {
+	return &sandbox.Sandbox{
+		ID:        id,
+		Name:      name,
+		Labels:    labels,
+		Isolation: iso,
+		Conn:      sandbox.NewConn(&dialer{e: e, id: id, uid: uid + 1, token: e.token(name)}),
+	}
+}
+
+// Open connects to an existing sandbox, typically one a previous server
+// process created: its kernel state is intact. The isolation gate runs again.
+func (e *Engine) Open(ctx context.Context, id string) (*sandbox.Sandbox, error) {
+	data, err := containers.Inspect(e.call(ctx), id, nil)
+	if err != nil {
+		return nil, engineErr(err, "finding the sandbox")
+	}
+	if data.Config == nil || data.Config.Labels[LabelEngine] == "" {
+		return nil, errcode.New(errcode.NotFound, "no such sandbox")
+	}
+	if data.State == nil || !data.State.Running {
+		return nil, sandbox.ErrGone
+	}
+	labels := data.Config.Labels
+	uid, err := strconv.Atoi(labels[LabelUID])
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, "the sandbox has no valid uid label", err)
+	}
+	iso := sandbox.Isolation(labels[LabelIsolation])
+	sb := e.handle(data.ID, strings.TrimPrefix(data.Name, "/"), labels, uid, iso)
+	info, err := sb.Info(ctx, false, 0)
+	if err == nil {
+		err = sandbox.CheckIsolation(iso, e.host, info.Identity)
+	}
+	if err != nil {
+		sb.Close()
+		return nil, err
+	}
+	sb.BootInfo = info
+	return sb, nil
+}
+
+// Summary describes a container the engine manages.
+type Summary struct {
+	ID      string
+	Name    string
+	Labels  map[string]string
+	Running bool
+	Created time.Time
+}
+
+// List returns the sandpool containers of this engine's runtime that carry
+// every label in labels (an empty value matches any value).
+func (e *Engine) List(ctx context.Context, labels map[string]string) ([]Summary, error) {
+	filters := map[string][]string{"label": {LabelEngine + "=" + e.cfg.Runtime}}
+	for k, v := range labels {
+		f := k
+		if v != "" {
+			f += "=" + v
+		}
+		filters["label"] = append(filters["label"], f)
+	}
+	list, err := containers.List(e.call(ctx), new(containers.ListOptions).WithAll(true).WithFilters(filters))
+	if err != nil {
+		return nil, engineErr(err, "listing sandboxes")
+	}
+	out := make([]Summary, 0, len(list))
+	for _, c := range list {
+		name := ""
+		if len(c.Names) > 0 {
+			name = c.Names[0]
+		}
+		out = append(out, Summary{ID: c.ID, Name: name, Labels: c.Labels, Running: c.State == "running", Created: c.Created})
+	}
+	return out, nil
+}
+
+// Remove kills and removes a sandbox. Removing one that is already gone
+// is not an error.
+func (e *Engine) Remove(ctx context.Context, id string) error {
+	rep, err := containers.Remove(e.call(ctx), id, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithTimeout(0))
+	if err != nil {
+		if status(err) == http.StatusNotFound {
+			return nil
+		}
+		return engineErr(err, "removing the sandbox")
+	}
+	for _, r := range rep {
+		if r.Err != nil && status(r.Err) != http.StatusNotFound && !strings.Contains(r.Err.Error(), "no such container") {
+			return engineErr(r.Err, "removing the sandbox")
+		}
+	}
+	return nil
+}
+
+// Kill stops a sandbox abruptly (SIGKILL) without removing it. For tests of
+// what the rest of the system does when a sandbox dies.
+func (e *Engine) Kill(ctx context.Context, id string) error {
+	return engineErr(containers.Kill(e.call(ctx), id, new(containers.KillOptions).WithSignal("SIGKILL")), "killing the sandbox")
+}
+
+// Ping checks that the podman service answers.
+func (e *Engine) Ping(ctx context.Context) error {
+	if err := ping(ctx, e.socket); err != nil {
+		return errcode.Wrap(errcode.Unavailable, "the sandbox engine (podman) is unavailable", err)
+	}
+	return nil
+}
+
+// dialer reaches a sandbox's agent by exec'ing the bridge as the bridge uid.
+type dialer struct {
+	e     *Engine
+	id    string
+	uid   int
+	token []byte
+}
+
+// Dial implements sandbox.Dialer.
+func (d *dialer) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
+	cfg := new(handlers.ExecCreateConfig)
+	cfg.AttachStdin, cfg.AttachStdout, cfg.AttachStderr = true, true, true
+	cfg.Cmd = []string{AgentBinary, "bridge"}
+	cfg.User = fmt.Sprintf("%d:%d", d.uid, d.uid)
+	cfg.Env = []string{"PATH=/usr/bin:/bin"}
+	sid, err := containers.ExecCreate(d.e.call(ctx), d.id, cfg)
+	if err != nil {
+		if s := status(err); s == http.StatusNotFound || s == http.StatusConflict {
+			return nil, fmt.Errorf("%w (%v)", sandbox.ErrGone, err)
+		}
+		return nil, engineErr(err, "connecting to the sandbox")
+	}
+	st, err := startExec(ctx, d.e.socket, sid)
+	if err != nil {
+		if s := status(err); s == http.StatusNotFound || s == http.StatusConflict {
+			return nil, fmt.Errorf("%w (%v)", sandbox.ErrGone, err)
+		}
+		return nil, engineErr(err, "connecting to the sandbox")
+	}
+	if err := agentproto.WriteHello(st, d.token); err != nil {
+		st.Close()
+		return nil, engineErr(err, "connecting to the sandbox")
+	}
+	return st, nil
+}
+
+// Running implements sandbox.Prober.
+func (d *dialer) Running(ctx context.Context) (bool, error) {
+	data, err := containers.Inspect(d.e.call(ctx), d.id, nil)
+	if err != nil {
+		if status(err) == http.StatusNotFound {
+			return false, nil
+		}
+		return false, engineErr(err, "inspecting the sandbox")
+	}
+	return data.State != nil && data.State.Running, nil
+}

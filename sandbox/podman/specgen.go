@@ -1,0 +1,125 @@
+package podman
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/containers/podman/v5/pkg/specgen"
+	spec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/sandpool/sandpool/sandbox"
+)
+
+// Paths inside a sandbox.
+const (
+	// AgentDir is where the host's agent directory is bind-mounted, read-only.
+	AgentDir = "/opt/sandpool"
+	// AgentBinary is the agent inside a sandbox.
+	AgentBinary = AgentDir + "/sandpool-agent"
+	// DataDir is the session's files (a bounded tmpfs).
+	DataDir = "/mnt/data"
+)
+
+// Labels the engine puts on every container, besides the spec's.
+const (
+	// LabelEngine marks containers made by sandpool (value: the runtime).
+	LabelEngine = "sandpool.engine"
+	// LabelIsolation records the isolation the sandbox was created for.
+	LabelIsolation = "sandpool.isolation"
+	// LabelUID records the sandbox uid; the bridge runs as uid+1, so code in
+	// the sandbox cannot read the token passing through the bridge.
+	LabelUID = "sandpool.uid"
+)
+
+// containerParams are what the engine chooses per container.
+type containerParams struct {
+	name        string
+	uid         int
+	hostname    string
+	agentDir    string // host directory holding the agent binary
+	seccompPath string // host path of the seccomp profile
+	runtime     string
+	tokenHash   string // hex SHA-256 of the agent token
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// buildSpec turns a normalized sandbox spec into podman's container spec.
+// It is a pure function: everything hardening a sandbox is decided here.
+func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
+	r := s.Resources
+	g := specgen.NewSpecGenerator(s.Image, false)
+	g.Name = p.name
+	g.Hostname = p.hostname
+	g.Entrypoint = []string{AgentBinary}
+	g.Command = []string{"daemon",
+		"--token-hash", p.tokenHash,
+		"--kernel-memory", strconv.FormatInt(max(r.KernelMemory, 0), 10),
+		"--preload", strings.Join(s.Preload, ","),
+	}
+	g.User = fmt.Sprintf("%d:%d", p.uid, p.uid)
+	g.WorkDir = DataDir
+	g.Env = sandbox.BaseEnv(s)
+	g.EnvHost = ptr(false)
+	g.HTTPProxy = ptr(false) // never copy the server's proxy settings in
+	g.Terminal = ptr(false)
+	g.Stdin = ptr(false)
+	g.Labels = map[string]string{
+		LabelEngine:    p.runtime,
+		LabelIsolation: string(s.Isolation),
+		LabelUID:       strconv.Itoa(p.uid),
+	}
+	for k, v := range s.Labels {
+		g.Labels[k] = v
+	}
+
+	// Network: only loopback unless egress is asked for; no /etc/hosts
+	// entries for the host and no resolver of the host's.
+	if s.Network == sandbox.NetworkEgress {
+		g.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
+	} else {
+		g.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
+		g.UseImageResolvConf = ptr(true)
+	}
+	g.UseImageHosts = ptr(true)
+
+	// Privileges.
+	g.Privileged = ptr(false)
+	g.CapDrop = []string{"ALL"}
+	g.NoNewPrivileges = ptr(true)
+	g.SeccompProfilePath = p.seccompPath
+	g.ReadOnlyFilesystem = ptr(true)
+	g.Umask = "0022"
+	g.Systemd = "false"
+
+	// Storage: a read-only root, bounded tmpfs for everything writable, and
+	// the agent directory read-only.
+	tmpfs := func(dst string, size int64, mode string) spec.Mount {
+		return spec.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"rw", "nosuid", "nodev", "size=" + strconv.FormatInt(size, 10), "mode=" + mode}}
+	}
+	g.Mounts = []spec.Mount{
+		tmpfs("/tmp", r.TmpSize, "1777"),
+		tmpfs(DataDir, r.DataSize, "1777"),
+		{Destination: AgentDir, Type: "bind", Source: p.agentDir, Options: []string{"ro", "rbind", "nosuid", "nodev"}},
+	}
+	g.ShmSize = ptr(r.ShmSize)
+
+	// Limits: memory without swap, CPU quota, pids, rlimits (this host's
+	// hard limits are below podman's defaults, so they must be explicit).
+	const period = 100000
+	g.ResourceLimits = &spec.LinuxResources{
+		Memory: &spec.LinuxMemory{Limit: ptr(r.Memory), Swap: ptr(r.Memory)},
+		CPU:    &spec.LinuxCPU{Quota: ptr(int64(r.CPUs * period)), Period: ptr(uint64(period))},
+		Pids:   &spec.LinuxPids{Limit: r.Pids},
+	}
+	g.Rlimits = []spec.POSIXRlimit{
+		{Type: "nofile", Soft: uint64(r.NoFile), Hard: uint64(r.NoFile)},
+		{Type: "nproc", Soft: uint64(r.Pids), Hard: uint64(r.Pids)},
+		{Type: "core", Soft: 0, Hard: 0},
+	}
+	// Container output is only the agent's own log: keep it small.
+	g.LogConfiguration = &specgen.LogConfig{Driver: "k8s-file", Size: 1 << 20}
+	return g
+}
