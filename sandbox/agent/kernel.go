@@ -24,6 +24,9 @@ import (
 //go:embed kernel.py
 var kernelSource string
 
+// kernelBootstrap reads the kernel's source from fd 5 and runs it.
+const kernelBootstrap = "import os;f=os.fdopen(5,'rb');s=f.read();f.close();exec(compile(s,'<sandpool-kernel>','exec'))"
+
 // maxKernelMsg bounds one event frame from the kernel; a larger one means
 // the kernel (or user code writing to its event pipe) broke the protocol.
 const maxKernelMsg = agentproto.MaxFrame
@@ -91,8 +94,8 @@ func (k *kernel) startLocked() (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find python: %w", err)
 	}
-	var cmdP, evtP, outP, errP [2]int
-	pipes := []*[2]int{&cmdP, &evtP, &outP, &errP}
+	var cmdP, evtP, outP, errP, srcP [2]int
+	pipes := []*[2]int{&cmdP, &evtP, &outP, &errP, &srcP}
 	for i, p := range pipes {
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 			for _, q := range pipes[:i] {
@@ -107,12 +110,16 @@ func (k *kernel) startLocked() (*proc, error) {
 			unix.Close(fd)
 		}
 	}
+	// The kernel's source goes through a pipe (fd 5), not the command line,
+	// where every process listing would show it. It fits the pipe buffer.
+	_, werr := unix.Write(srcP[1], []byte(kernelSource))
+	unix.Close(srcP[1])
 	devnull, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		closeAll(cmdP[0], cmdP[1], evtP[0], evtP[1], outP[0], outP[1], errP[0], errP[1])
-		return nil, fmt.Errorf("open /dev/null: %w", err)
+	if err != nil || werr != nil {
+		closeAll(cmdP[0], cmdP[1], evtP[0], evtP[1], outP[0], outP[1], errP[0], errP[1], srcP[0])
+		return nil, fmt.Errorf("prepare kernel: %w", errors.Join(err, werr))
 	}
-	argv := []string{python, "-I", "-u", "-c", kernelSource,
+	argv := []string{python, "-I", "-u", "-c", kernelBootstrap,
 		"--as-limit", strconv.FormatInt(k.cfg.asLimit, 10),
 		"--preload", strings.Join(k.cfg.preload, ",")}
 	if k.cfg.noIPython {
@@ -121,13 +128,13 @@ func (k *kernel) startLocked() (*proc, error) {
 	attr := &syscall.ProcAttr{
 		Dir:   k.cfg.dir,
 		Env:   k.cfg.env,
-		Files: []uintptr{uintptr(devnull), uintptr(outP[1]), uintptr(errP[1]), uintptr(cmdP[0]), uintptr(evtP[1])},
+		Files: []uintptr{uintptr(devnull), uintptr(outP[1]), uintptr(errP[1]), uintptr(cmdP[0]), uintptr(evtP[1]), uintptr(srcP[0])},
 		// Its own process group, so the kernel and its children can be
 		// signalled together.
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	}
 	pid, wait, err := k.reaper.start(argv, attr)
-	closeAll(devnull, outP[1], errP[1], cmdP[0], evtP[1])
+	closeAll(devnull, outP[1], errP[1], cmdP[0], evtP[1], srcP[0])
 	if err != nil {
 		closeAll(cmdP[1], evtP[0], outP[0], errP[0])
 		return nil, fmt.Errorf("start kernel: %w", err)

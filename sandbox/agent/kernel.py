@@ -236,7 +236,7 @@ class PlainRunner:
                     emit_result(data, value)
         except BaseException as e:  # noqa: B902 - user code may raise anything
             tb = traceback.extract_tb(e.__traceback__)
-            tb = [f for f in tb if f.filename != "<string>"]  # drop the kernel's own frames
+            tb = [f for f in tb if f.filename not in ("<string>", "<sandpool-kernel>")]  # the kernel's own frames
             lines = ["Traceback (most recent call last):"] + [
                 l.rstrip("\n") for l in traceback.format_list(tb)
             ] + [l.rstrip("\n") for l in traceback.format_exception_only(type(e), e)]

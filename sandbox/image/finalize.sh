@@ -13,10 +13,12 @@ find / -xdev -type f \( -perm -4000 -o -perm -2000 \) -exec chmod ug-s {} +
 getent group sandbox >/dev/null || groupadd -g 1000 sandbox
 getent passwd sandbox >/dev/null || useradd -u 1000 -g 1000 -d /tmp -M -s /usr/sbin/nologin sandbox
 
-# Mount points: the data directory and the agent directory.
+# Mount points: the data directory and the agent directory. sandpool mounts
+# tmpfs on /tmp and /mnt/data, and runc gives a tmpfs the mode of the
+# directory it covers: both must be writable by any (random) sandbox uid.
 mkdir -p /mnt/data /opt/sandpool
-chmod 0755 /mnt/data /opt/sandpool
-chmod 1777 /tmp
+chmod 0755 /opt/sandpool
+chmod 1777 /tmp /mnt/data
 
 # No host entries and no resolver: the image's own files are used as they
 # are (sandpool tells podman not to generate them).

@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.socket = cfg.Socket
 	if e.socket == "" {
-		sock := filepath.Join(cfg.StateDir, "run", fmt.Sprintf("podman-%s-%d.sock", cfg.Runtime, os.Getpid()))
+		sock := filepath.Join(cfg.StateDir, "run", fmt.Sprintf("podman-%s-%d-%s.sock", cfg.Runtime, os.Getpid(), randHex(3)))
 		svc, err := StartService(ctx, ServiceConfig{Podman: cfg.Podman, Runtime: cfg.Runtime, RuntimeFlags: cfg.RuntimeFlags, Socket: sock, Log: cfg.Log})
 		if err != nil {
 			return nil, err
@@ -319,6 +319,15 @@ func status(err error) int {
 	return 0
 }
 
+// notRunning reports an API error saying the container is gone or stopped.
+func notRunning(err error) bool {
+	if s := status(err); s == http.StatusNotFound || s == http.StatusConflict {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "no such container") || strings.Contains(msg, "container state improper")
+}
+
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -510,14 +519,14 @@ func (d *dialer) Dial(ctx context.Context) (io.ReadWriteCloser, error) {
 	cfg.Env = []string{"PATH=/usr/bin:/bin"}
 	sid, err := containers.ExecCreate(d.e.call(ctx), d.id, cfg)
 	if err != nil {
-		if s := status(err); s == http.StatusNotFound || s == http.StatusConflict {
+		if notRunning(err) {
 			return nil, fmt.Errorf("%w (%v)", sandbox.ErrGone, err)
 		}
 		return nil, engineErr(err, "connecting to the sandbox")
 	}
 	st, err := startExec(ctx, d.e.socket, sid)
 	if err != nil {
-		if s := status(err); s == http.StatusNotFound || s == http.StatusConflict {
+		if notRunning(err) {
 			return nil, fmt.Errorf("%w (%v)", sandbox.ErrGone, err)
 		}
 		return nil, engineErr(err, "connecting to the sandbox")

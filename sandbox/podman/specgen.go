@@ -83,6 +83,12 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 		g.UseImageResolvConf = ptr(true)
 	}
 	g.UseImageHosts = ptr(true)
+	// Own process, hostname, IPC and cgroup namespaces, stated rather than
+	// left to the service's defaults.
+	g.PidNS = specgen.Namespace{NSMode: specgen.Private}
+	g.UtsNS = specgen.Namespace{NSMode: specgen.Private}
+	g.IpcNS = specgen.Namespace{NSMode: specgen.Private}
+	g.CgroupNS = specgen.Namespace{NSMode: specgen.Private}
 
 	// Privileges.
 	g.Privileged = ptr(false)
@@ -95,13 +101,16 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 
 	// Storage: a read-only root, bounded tmpfs for everything writable, and
 	// the agent directory read-only.
-	tmpfs := func(dst string, size int64, mode string) spec.Mount {
+	// runc 1.1 gives a tmpfs the mode of the image directory it covers
+	// (and podman refuses uid= options), so the image's /tmp and /mnt/data
+	// are 1777 too (finalize.sh).
+	tmpfs := func(dst string, size int64) spec.Mount {
 		return spec.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs",
-			Options: []string{"rw", "nosuid", "nodev", "size=" + strconv.FormatInt(size, 10), "mode=" + mode}}
+			Options: []string{"rw", "nosuid", "nodev", "size=" + strconv.FormatInt(size, 10), "mode=1777"}}
 	}
 	g.Mounts = []spec.Mount{
-		tmpfs("/tmp", r.TmpSize, "1777"),
-		tmpfs(DataDir, r.DataSize, "1777"),
+		tmpfs("/tmp", r.TmpSize),
+		tmpfs(DataDir, r.DataSize),
 		{Destination: AgentDir, Type: "bind", Source: p.agentDir, Options: []string{"ro", "rbind", "nosuid", "nodev"}},
 	}
 	g.ShmSize = ptr(r.ShmSize)

@@ -1,0 +1,220 @@
+// Package podmantest is the harness of sandpool's integration tests: real
+// podman services (one per runtime, supervised by sandbox/podman), the real
+// agent binary, the real image. Every sandbox a test creates carries this
+// run's label and is removed in t.Cleanup; Main fails the run if any is left.
+// When podman, a runtime or the image is missing, tests skip with a message
+// saying what is missing, unless SANDPOOL_REQUIRE_PODMAN=1 (set by `make
+// test`), which turns the skip into a failure.
+package podmantest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/sandpool/sandpool/sandbox"
+	"github.com/sandpool/sandpool/sandbox/image"
+	"github.com/sandpool/sandpool/sandbox/podman"
+)
+
+// Runtime is an OCI runtime under test and the isolation it provides.
+type Runtime struct {
+	Name      string
+	Isolation sandbox.Isolation
+}
+
+// The runtimes every integration test runs under.
+var (
+	Runc  = Runtime{Name: "runc", Isolation: sandbox.IsolationContainer}
+	Runsc = Runtime{Name: "runsc", Isolation: sandbox.IsolationGVisor}
+)
+
+// Runtimes lists the runtimes to test.
+func Runtimes() []Runtime { return []Runtime{Runc, Runsc} }
+
+// LabelRun marks the containers of one test binary's run.
+const LabelRun = "sandpool.test"
+
+var (
+	runID    = randHex(6)
+	stateDir string
+
+	mu      sync.Mutex
+	engines = map[string]*podman.Engine{}
+	agent   string
+	agentEr error
+	once    sync.Once
+)
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// RunID is this run's label value.
+func RunID() string { return runID }
+
+// Main runs the tests, then removes every container of this run that is
+// left, and fails if there was any: a leaked container is a bug.
+func Main(m *testing.M) {
+	code := m.Run()
+	mu.Lock()
+	defer mu.Unlock()
+	for name, e := range engines {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		left, err := e.List(ctx, map[string]string{LabelRun: runID})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "podmantest: listing %s containers: %v\n", name, err)
+			code = 1
+		}
+		for _, c := range left {
+			fmt.Fprintf(os.Stderr, "podmantest: LEAK: %s container %s was not removed by its test\n", name, c.Name)
+			_ = e.Remove(ctx, c.ID)
+			code = 1
+		}
+		cancel()
+		e.Close()
+	}
+	if stateDir != "" {
+		os.RemoveAll(stateDir)
+	}
+	os.Exit(code)
+}
+
+func required() bool { return os.Getenv("SANDPOOL_REQUIRE_PODMAN") == "1" }
+
+// skip skips (or, when integration tests are required, fails) the test.
+func skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if required() {
+		t.Fatalf("integration prerequisite missing: %s", msg)
+	}
+	t.Skipf("skipping integration test: %s (run `make test` to set everything up)", msg)
+}
+
+// Agent builds the static agent binary once per test binary.
+func Agent(t testing.TB) string {
+	t.Helper()
+	once.Do(func() {
+		dir, err := os.MkdirTemp("", "sandpool-test-")
+		if err != nil {
+			agentEr = err
+			return
+		}
+		stateDir = dir
+		agent = filepath.Join(dir, "sandpool-agent")
+		cmd := exec.Command("go", "build", "-o", agent, "github.com/sandpool/sandpool/cmd/sandpool-agent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentEr = fmt.Errorf("building the agent: %v\n%s", err, out)
+		}
+	})
+	if agentEr != nil {
+		t.Fatal(agentEr)
+	}
+	return agent
+}
+
+// StateDir is this run's sandpool state directory.
+func StateDir(t testing.TB) string {
+	Agent(t)
+	return stateDir
+}
+
+// Check skips the test unless podman, rt and the image are available.
+func Check(t testing.TB, rt Runtime) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skip(t, "needs root (rootful podman; gVisor does not run rootless)")
+	}
+	for _, bin := range []string{"podman", rt.Name} {
+		if _, err := exec.LookPath(bin); err != nil {
+			skip(t, "%s is not installed", bin)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !image.Exists(ctx, "") {
+		skip(t, "the sandbox image %s is not built (make image)", image.Tag())
+	}
+}
+
+// Engine returns this test binary's engine for rt (a supervised podman
+// service of its own), creating it on first use.
+func Engine(t testing.TB, rt Runtime) *podman.Engine {
+	t.Helper()
+	Check(t, rt)
+	agentPath := Agent(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if e, ok := engines[rt.Name]; ok {
+		return e
+	}
+	e, err := NewEngine(t, rt, agentPath)
+	if err != nil {
+		t.Fatalf("starting the %s engine: %v", rt.Name, err)
+	}
+	engines[rt.Name] = e
+	return e
+}
+
+// NewEngine starts an engine with a podman service of its own that the
+// caller must Close. Tests that stop or restart the service use one.
+func NewEngine(t testing.TB, rt Runtime, agentPath string) (*podman.Engine, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return podman.New(ctx, podman.Config{
+		Runtime:   rt.Name,
+		StateDir:  stateDir,
+		AgentPath: agentPath,
+		// Not a test writer: the shared engine outlives the test that
+		// created it.
+		Log: zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Str("runtime", rt.Name).Logger(),
+	})
+}
+
+// Spec returns a spec for rt with the test labels and the built image.
+func Spec(rt Runtime) sandbox.Spec {
+	return sandbox.Spec{
+		Image:     image.Tag(),
+		Isolation: rt.Isolation,
+		Labels:    map[string]string{"sandpool.pool": "test", LabelRun: runID},
+	}
+}
+
+// Create creates a sandbox on e and removes it when the test ends,
+// whatever the outcome.
+func Create(t testing.TB, e *podman.Engine, spec sandbox.Spec) *sandbox.Sandbox {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sb, err := e.Create(ctx, spec)
+	if err != nil {
+		t.Fatalf("creating a %s sandbox: %v", e.Runtime(), err)
+	}
+	t.Cleanup(func() { Remove(t, e, sb) })
+	return sb
+}
+
+// Remove closes and removes a sandbox; removing twice is harmless.
+func Remove(t testing.TB, e *podman.Engine, sb *sandbox.Sandbox) {
+	t.Helper()
+	sb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.Remove(ctx, sb.ID); err != nil && !strings.Contains(err.Error(), "no such") {
+		t.Errorf("removing sandbox %s: %v", sb.Name, err)
+	}
+}
