@@ -106,7 +106,7 @@ func (c *Conn) session(ctx context.Context) (*yamux.Session, error) {
 	if err != nil {
 		return nil, c.classify(ctx, err)
 	}
-	sess, err := yamux.Client(rwc, agentproto.YamuxConfig())
+	sess, err := agentproto.Client(rwc)
 	if err != nil {
 		rwc.Close()
 		return nil, errcode.Wrap(errcode.SandboxUnreachable, "cannot reach the sandbox", err)

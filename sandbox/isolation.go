@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/sandbox/agentproto"
 )
 
 // Identity is what the agent reports about the kernel it runs on.
@@ -39,15 +40,12 @@ func LocalHost() HostIdentity {
 	return h
 }
 
-// gvisorVersion is the synthetic uname version gVisor reports.
-const gvisorVersion = "#1 SMP Sun Jan 10 15:06:54 PST 2016"
-
 // Classify tells which isolation a sandbox with identity id runs behind,
 // seen from host. It returns "" when the evidence fits none, which every
 // expectation rejects: the gate fails closed.
 func Classify(host HostIdentity, id Identity) Isolation {
 	switch {
-	case strings.Contains(id.Syslog, "gVisor") || (id.BootID == "" && id.Version == gvisorVersion):
+	case agentproto.LooksLikeGVisor(agentproto.Identity{Release: id.Release, Version: id.Version, BootID: id.BootID, Syslog: id.Syslog}):
 		return IsolationGVisor
 	case id.BootID != "" && id.BootID == host.BootID:
 		// The boot id is not namespaced: only the host kernel has it.

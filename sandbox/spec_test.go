@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/sandbox/agentproto"
 )
 
 func TestNormalizeDefaults(t *testing.T) {
@@ -73,7 +74,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{"runc shares the host kernel", host, Identity{Release: "6.18.44-fc", BootID: "host-boot", Hypervisor: true}, IsolationContainer},
 		{"gVisor by its log", host, Identity{Release: "4.4.0", Syslog: "[    0.000000] Starting gVisor...", Hypervisor: true}, IsolationGVisor},
-		{"gVisor by its uname", host, Identity{Release: "4.4.0", Version: gvisorVersion}, IsolationGVisor},
+		{"gVisor by its uname", host, Identity{Release: "4.4.0", Version: agentproto.GVisorVersion}, IsolationGVisor},
 		{"a VM has its own kernel", host, Identity{Release: "6.1.0-kata", BootID: "guest-boot", Hypervisor: true}, IsolationVM},
 		{"a guest with the host's release is still a VM", host, Identity{Release: "6.18.44-fc", BootID: "guest-boot", Hypervisor: true}, IsolationVM},
 		{"other kernel without hypervisor: unknown", host, Identity{Release: "5.0", BootID: "other"}, ""},

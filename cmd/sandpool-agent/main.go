@@ -41,7 +41,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, version)
 		return nil
 	case "bridge":
-		return agent.Bridge(context.Background(), stdin, stdout, agentproto.SocketName)
+		return agent.Bridge(context.Background(), os.Stdin, os.Stdout, agentproto.SocketName)
 	case "daemon":
 		return daemon(args[1:], stderr)
 	}
@@ -98,7 +98,7 @@ func daemon(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	ln, err := net.Listen("unix", agentproto.SocketName)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: agentproto.SocketName, Net: "unix"})
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

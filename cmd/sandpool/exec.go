@@ -25,6 +25,7 @@ type engineFlags struct {
 	isolation string
 	socket    string
 	stateDir  string
+	agent     string
 	logLevel  string
 }
 
@@ -33,6 +34,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.isolation, "isolation", "", "isolation the sandbox must show: container, gvisor or vm (default: from the runtime)")
 	cmd.Flags().StringVar(&f.socket, "socket", "", "existing podman service socket (default: start and supervise one)")
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", "/var/lib/sandpool", "directory for sandpool's state")
+	cmd.Flags().StringVar(&f.agent, "agent", "", "the static sandpool-agent binary (default: next to sandpool, then on PATH)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "warn", "log level")
 }
 
@@ -53,10 +55,11 @@ func (f *engineFlags) engine(ctx context.Context, stderr io.Writer) (*podman.Eng
 		return nil, err
 	}
 	return podman.New(ctx, podman.Config{
-		Runtime:  f.runtime,
-		Socket:   f.socket,
-		StateDir: f.stateDir,
-		Log:      logging.Component(log, "engine"),
+		Runtime:   f.runtime,
+		Socket:    f.socket,
+		StateDir:  f.stateDir,
+		AgentPath: f.agent,
+		Log:       logging.Component(log, "engine"),
 	})
 }
 

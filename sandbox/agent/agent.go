@@ -18,7 +18,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/rs/zerolog"
-	
+
 	"github.com/sandpool/sandpool/sandbox/agentproto"
 )
 
@@ -106,6 +106,7 @@ func New(cfg Config) (*Agent, error) {
 		startTimeout:   cfg.StartTimeout,
 		interruptGrace: cfg.InterruptGrace,
 		init:           cfg.Init,
+		gvisor:         agentproto.LooksLikeGVisor(a.identity),
 	}, a.reaper, cfg.Log)
 	a.kernel.warm()
 	return a, nil
@@ -129,23 +130,41 @@ func (a *Agent) Close() error {
 	return nil
 }
 
-// Serve accepts connections on ln until ctx ends or ln fails. Each
-// connection that presents the token replaces the previous one.
-func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+// maxPending bounds connections that have not completed their hello.
+const maxPending = 8
+
+// Serve accepts bridges on ln until ctx ends or ln fails. A bridge passes
+// the stdio of its exec; the server's stream on it must open with a hello
+// carrying the token, and then replaces the previous connection.
+func (a *Agent) Serve(ctx context.Context, ln *net.UnixListener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	pending := make(chan struct{}, maxPending)
 	for {
-		c, err := ln.Accept()
+		uc, err := ln.AcceptUnix()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		select {
+		case pending <- struct{}{}:
+		default:
+			uc.Close() // too many half-open connections
+			continue
+		}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			if err := a.ServeConn(ctx, c); err != nil {
+			conn, err := recvStdio(uc, time.Now().Add(helloTimeout))
+			if err != nil {
+				<-pending
+				uc.Close()
+				a.log.Warn().Err(err).Msg("bridge refused")
+				return
+			}
+			if err := a.ServeConn(ctx, conn, func() { <-pending }); err != nil {
 				a.log.Debug().Err(err).Msg("connection ended")
 			}
 		}()
@@ -157,12 +176,17 @@ const helloTimeout = 10 * time.Second
 
 // ServeConn serves one server connection until it ends. The connection must
 // open with a hello carrying the token; it then replaces the current
-// connection, if any.
-func (a *Agent) ServeConn(ctx context.Context, c io.ReadWriteCloser) error {
+// connection, if any. helloDone, if set, runs once the hello is read or
+// refused.
+func (a *Agent) ServeConn(ctx context.Context, c io.ReadWriteCloser, helloDone ...func()) error {
 	if d, ok := c.(interface{ SetReadDeadline(time.Time) error }); ok {
 		_ = d.SetReadDeadline(time.Now().Add(helloTimeout))
 	}
-	if err := agentproto.ReadHello(c, a.cfg.TokenHash); err != nil {
+	err := agentproto.ReadHello(c, a.cfg.TokenHash)
+	for _, f := range helloDone {
+		f()
+	}
+	if err != nil {
 		c.Close()
 		a.log.Warn().Msg("connection without a valid hello refused")
 		return err
@@ -170,7 +194,7 @@ func (a *Agent) ServeConn(ctx context.Context, c io.ReadWriteCloser) error {
 	if d, ok := c.(interface{ SetReadDeadline(time.Time) error }); ok {
 		_ = d.SetReadDeadline(time.Time{})
 	}
-	sess, err := yamux.Server(c, agentproto.YamuxConfig())
+	sess, err := agentproto.Server(c)
 	if err != nil {
 		c.Close()
 		return err

@@ -34,14 +34,14 @@ func TestMain(m *testing.M) {
 }
 
 type harness struct {
-	t    *testing.T
-	a    *agent.Agent
-	dir  string
-	conn *sandbox.Conn
+	t     *testing.T
+	a     *agent.Agent
+	dir   string
+	conn  *sandbox.Conn
 	ctx   context.Context
 	stop  context.CancelFunc
 	token []byte
-	wg   sync.WaitGroup
+	wg    sync.WaitGroup
 }
 
 func newHarness(t *testing.T, noIPython bool) *harness {
@@ -408,7 +408,10 @@ os.mkdir('d')`, 10*time.Second)
 		{"fifo", func() error { _, err := c.Get(ctx, "fifo", io.Discard, 0); return err }, errcode.InvalidArgument},
 		{"directory", func() error { _, err := c.Get(ctx, "d", io.Discard, 0); return err }, errcode.InvalidArgument},
 		{"missing", func() error { _, err := c.Get(ctx, "nope", io.Discard, 0); return err }, errcode.NotFound},
-		{"too large", func() error { _, err := c.Put(ctx, "big", strings.NewReader(strings.Repeat("x", 2000)), 1000); return err }, errcode.TooLarge},
+		{"too large", func() error {
+			_, err := c.Put(ctx, "big", strings.NewReader(strings.Repeat("x", 2000)), 1000)
+			return err
+		}, errcode.TooLarge},
 	}
 	for _, tc := range bad {
 		start := time.Now()

@@ -42,6 +42,7 @@ type kernelConfig struct {
 	startTimeout   time.Duration
 	interruptGrace time.Duration
 	init           bool
+	gvisor         bool
 }
 
 // kernel supervises one long-lived Python process and runs executions in
@@ -51,7 +52,8 @@ type kernel struct {
 	log    zerolog.Logger
 	reaper *reaper
 
-	sem chan struct{} // held for the whole of one execution
+	sem    chan struct{} // held for the whole of one execution
+	strays *strays
 
 	mu         sync.Mutex
 	proc       *proc      // current process; nil before the first start
@@ -73,6 +75,8 @@ type proc struct {
 	exited    chan struct{} // closed once reaped and the pump has stopped
 	status    unix.WaitStatus
 	broken    string // why the agent killed it, if it did
+	// oomAtStart is the cgroup's OOM kill count when it started, or -1.
+	oomAtStart int64
 }
 
 type kernelReady struct {
@@ -82,7 +86,7 @@ type kernelReady struct {
 }
 
 func newKernel(cfg kernelConfig, r *reaper, log zerolog.Logger) *kernel {
-	return &kernel{cfg: cfg, reaper: r, log: log, sem: make(chan struct{}, 1)}
+	return &kernel{cfg: cfg, reaper: r, log: log, sem: make(chan struct{}, 1), strays: newStrays(cfg.init, cfg.gvisor)}
 }
 
 // start launches a kernel process. Callers hold k.mu.
@@ -140,7 +144,7 @@ func (k *kernel) startLocked() (*proc, error) {
 		return nil, fmt.Errorf("start kernel: %w", err)
 	}
 	k.gen++
-	p := &proc{pid: pid, gen: k.gen, cmd: cmdP[1], ready: make(chan struct{}), exited: make(chan struct{})}
+	p := &proc{pid: pid, gen: k.gen, cmd: cmdP[1], ready: make(chan struct{}), exited: make(chan struct{}), oomAtStart: oomKills()}
 	p.pump, err = newPump(p, evtP[0], outP[0], errP[0])
 	if err != nil {
 		_ = unix.Kill(-pid, unix.SIGKILL)
@@ -282,11 +286,19 @@ func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitt
 	k.executions++
 	k.mu.Unlock()
 	p.pump.setCurrent(ex)
-	oomBefore := oomKills()
 	start := time.Now()
 
+	// The kernel is idle and its command pipe empty: a small command fits
+	// the pipe buffer and is written at once; a large one is written from
+	// another goroutine, so a kernel that stops reading cannot block us.
 	sent := make(chan error, 1)
-	go func() { sent <- writeKernelCmd(p.cmd, req.Code) }()
+	if cmd, err := kernelCmd(req.Code); err != nil {
+		sent <- err
+	} else if len(cmd) <= 32<<10 {
+		sent <- writeAll(p.cmd, cmd)
+	} else {
+		go func() { sent <- writeAll(p.cmd, cmd) }()
+	}
 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -309,7 +321,7 @@ func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitt
 			waiting = false
 		case <-p.exited:
 			done.Status = agentproto.StatusCrashed
-			done.Reason = crashReason(p, oomBefore)
+			done.Reason = k.crashReason(p)
 			restarted, waiting = true, false
 		case <-timer.C:
 			done.Status = agentproto.StatusTimeout
@@ -339,7 +351,7 @@ func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitt
 		done.KernelRestarted = true
 		k.warm()
 	} else {
-		done.Killed = killStrays(k.cfg.init, p.pid)
+		done.Killed = k.strays.sweep(p.pid)
 	}
 	return done, nil
 }
@@ -397,14 +409,19 @@ func (k *kernel) close() {
 	}
 }
 
-func writeKernelCmd(fd int, code string) error {
+// kernelCmd frames an execute command for the kernel.
+func kernelCmd(code string) ([]byte, error) {
 	body, err := json.Marshal(map[string]string{"op": "execute", "code": code})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	buf := make([]byte, 4+len(body))
 	binary.BigEndian.PutUint32(buf, uint32(len(body)))
 	copy(buf[4:], body)
+	return buf, nil
+}
+
+func writeAll(fd int, buf []byte) error {
 	for len(buf) > 0 {
 		n, err := unix.Write(fd, buf)
 		if err == unix.EINTR {
@@ -428,13 +445,15 @@ func describeExit(ws unix.WaitStatus) string {
 	return "unknown status"
 }
 
-func crashReason(p *proc, oomBefore int64) string {
+func (k *kernel) crashReason(p *proc) string {
 	if p.broken != "" {
 		return "the kernel was stopped: " + p.broken
 	}
 	r := "the Python kernel died (" + describeExit(p.status) + ")"
 	if p.status.Signaled() && p.status.Signal() == unix.SIGKILL {
-		if after := oomKills(); after >= 0 && oomBefore >= 0 && after > oomBefore {
+		// The OOM counter is read only now, not around every execution:
+		// it rose since the kernel started, or we cannot tell.
+		if after := oomKills(); after >= 0 && p.oomAtStart >= 0 && after > p.oomAtStart {
 			r += ": out of memory"
 		} else {
 			r += ", probably out of memory"
@@ -443,7 +462,8 @@ func crashReason(p *proc, oomBefore int64) string {
 	return r + "; it was restarted and its state is gone"
 }
 
-// oomKills reads the sandbox cgroup's OOM kill counter, or -1.
+// oomKills reads the sandbox cgroup's OOM kill counter, or -1 when there
+// is none (gVisor shows no cgroup files).
 func oomKills() int64 {
 	for _, path := range []string{"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"} {
 		b, err := os.ReadFile(path)

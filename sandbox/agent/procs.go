@@ -104,6 +104,68 @@ func killStrays(init bool, kernelPid int) int {
 	return len(killed)
 }
 
+// strays decides cheaply whether a sweep for stray processes is needed.
+// Reading /proc costs about a millisecond per file under gVisor, so the
+// full scan runs only when a task may have been created since the last
+// one: the pid namespace's last pid moved (Linux), or the sandbox's task
+// count changed (gVisor's sysinfo counts the sandbox's tasks; it has no
+// ns_last_pid). Without either, every execution sweeps.
+type strays struct {
+	init  bool
+	meter func() (int64, bool)
+	last  int64
+	known bool
+}
+
+func newStrays(init, gvisor bool) *strays {
+	s := &strays{init: init}
+	if f, err := os.Open("/proc/sys/kernel/ns_last_pid"); err == nil {
+		s.meter = nsLastPid(f)
+	} else if gvisor {
+		// sysinfo's process count is host-wide on Linux, per sandbox on gVisor.
+		s.meter = sysinfoTasks
+	}
+	return s
+}
+
+// nsLastPid reads the namespace's last pid with one pread per call.
+func nsLastPid(f *os.File) func() (int64, bool) {
+	var buf [32]byte
+	return func() (int64, bool) {
+		n, err := f.ReadAt(buf[:], 0)
+		if n == 0 && err != nil {
+			return 0, false
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
+		return v, err == nil
+	}
+}
+
+func sysinfoTasks() (int64, bool) {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0, false
+	}
+	return int64(si.Procs), true
+}
+
+// sweep kills strays if any task may have appeared since the last sweep,
+// and returns how many it killed.
+func (s *strays) sweep(kernelPid int) int {
+	if !s.init {
+		return 0
+	}
+	if s.meter != nil {
+		// Read before the scan: a task created during it shows next time.
+		v, ok := s.meter()
+		if ok && s.known && v == s.last {
+			return 0
+		}
+		s.last, s.known = v, ok
+	}
+	return killStrays(s.init, kernelPid)
+}
+
 // killAll kills the kernel and every process it left: its process group and,
 // as PID 1, every process of the sandbox user in one kill(-1) call (which
 // spares the agent itself and the bridge, which runs as another uid).

@@ -25,7 +25,12 @@ type pump struct {
 	mu  sync.Mutex // held while dispatching, so setCurrent waits for it
 	cur *execution
 
-	evbuf     []byte
+	evbuf []byte
+	// more[i] says stdout (0) or stderr (1) may hold unread output: the
+	// last poll flagged it and the last read filled the buffer. When it
+	// is false, "done" needs no drain: the kernel wrote its output before
+	// "done", so a poll that saw "done" also saw that output.
+	more      [2]bool
 	readyOnce sync.Once
 	done      chan struct{}
 	stopOnce  sync.Once
@@ -84,10 +89,11 @@ func (u *pump) run() {
 			return
 		}
 		const ready = unix.POLLIN | unix.POLLHUP | unix.POLLERR
-		if fds[0].Revents&ready != 0 && !u.readStream(u.out, agentproto.FrameStdout) {
+		u.more = [2]bool{}
+		if fds[0].Revents&ready != 0 && !u.readStream(0, u.out, agentproto.FrameStdout) {
 			fds[0].Fd = -1
 		}
-		if fds[1].Revents&ready != 0 && !u.readStream(u.er, agentproto.FrameStderr) {
+		if fds[1].Revents&ready != 0 && !u.readStream(1, u.er, agentproto.FrameStderr) {
 			fds[1].Fd = -1
 		}
 		if fds[2].Revents&ready != 0 && !u.readEvents() {
@@ -96,16 +102,17 @@ func (u *pump) run() {
 		if fds[3].Revents&ready != 0 {
 			// The kernel was reaped: take what is left and stop.
 			u.readEvents()
-			u.drain()
+			u.drain(true)
 			return
 		}
 	}
 }
 
 // readStream reads one chunk of output. It returns false at end of file.
-func (u *pump) readStream(fd int, t agentproto.FrameType) bool {
+func (u *pump) readStream(i, fd int, t agentproto.FrameType) bool {
 	var buf [agentproto.ChunkSize]byte
 	n, err := unix.Read(fd, buf[:])
+	u.more[i] = n == len(buf)
 	if n > 0 {
 		u.mu.Lock()
 		if u.cur != nil {
@@ -117,12 +124,16 @@ func (u *pump) readStream(fd int, t agentproto.FrameType) bool {
 	return err == unix.EAGAIN || err == unix.EINTR
 }
 
-// drain reads stdout and stderr until they are empty.
-func (u *pump) drain() {
-	for _, s := range []struct {
+// drain reads stdout and stderr until they are empty; with all, even when
+// the last poll says they are.
+func (u *pump) drain(all bool) {
+	for j, s := range []struct {
 		fd int
 		t  agentproto.FrameType
 	}{{u.out, agentproto.FrameStdout}, {u.er, agentproto.FrameStderr}} {
+		if !all && !u.more[j] {
+			continue
+		}
 		for i := 0; i < 1<<14; i++ { // bounded: a writer may keep writing
 			var buf [agentproto.ChunkSize]byte
 			n, _ := unix.Read(s.fd, buf[:])
@@ -198,7 +209,7 @@ func (u *pump) handle(raw []byte) {
 	}
 	if ev.Type == "done" {
 		// Everything the kernel wrote before "done" is in the pipes now.
-		u.drain()
+		u.drain(false)
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -188,6 +189,16 @@ type Identity struct {
 	// Syslog is the start of the kernel log when it is readable (gVisor
 	// serves a synthetic one; a host kernel refuses unprivileged reads).
 	Syslog string `json:"syslog,omitempty"`
+}
+
+// GVisorVersion is the synthetic uname version every gVisor release reports.
+const GVisorVersion = "#1 SMP Sun Jan 10 15:06:54 PST 2016"
+
+// LooksLikeGVisor reports an identity that only gVisor produces: its
+// synthetic kernel log, or its synthetic uname with no boot id. (The kernel
+// log is usually unreadable: sandpool's seccomp profile denies syslog.)
+func LooksLikeGVisor(id Identity) bool {
+	return strings.Contains(id.Syslog, "gVisor") || (id.BootID == "" && id.Version == GVisorVersion)
 }
 
 // KernelState is the lifecycle state of the Python kernel.

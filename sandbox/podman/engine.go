@@ -133,6 +133,9 @@ func (e *Engine) Close() error {
 	return nil
 }
 
+// Socket is the podman service's socket path.
+func (e *Engine) Socket() string { return e.socket }
+
 // Runtime is the engine's OCI runtime.
 func (e *Engine) Runtime() string { return e.cfg.Runtime }
 
