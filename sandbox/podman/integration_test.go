@@ -83,7 +83,7 @@ func TestPythonInSandbox(t *testing.T) {
 		if res.Status != sandbox.StatusOK || result(out) != "2*x" {
 			t.Errorf("preinstalled packages: %q %q %+v", res.Status, result(out), out.Error)
 		}
-		res, out = run(t, sb, "import os\nos.getcwd()", 10*time.Second)
+		_, out = run(t, sb, "import os\nos.getcwd()", 10*time.Second)
 		if result(out) != "'/mnt/data'" {
 			t.Errorf("working directory: %q", result(out))
 		}

@@ -1,0 +1,42 @@
+# sandpool: `make run` starts a gVisor sandbox and runs Python in it;
+# `make test` runs vet, staticcheck and every test, under runc and runsc.
+# Both install what is missing and build the image first (once; the image
+# is cached by a hash of its inputs).
+
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+# The podman bindings need these build tags (no gpgme, no btrfs headers).
+TAGS := remote,containers_image_openpgp,exclude_graphdriver_btrfs
+export GOFLAGS := -tags=$(TAGS)
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: run test build image deps bench sweep clean
+
+run: deps image
+	bin/sandpool exec --runtime runsc -c 'import platform, numpy as np; print("Python", platform.python_version(), "in a", platform.release(), "kernel; sum(range(100)) =", np.arange(100).sum())'
+
+test: deps image
+	go vet ./...
+	staticcheck ./...
+	SANDPOOL_REQUIRE_PODMAN=1 go test -count=1 -timeout 30m ./...; status=$$?; scripts/sweep.sh || status=1; exit $$status
+
+bench: deps image
+	go test -count=1 -run '^$$' -bench 'ExecuteTiny|PodmanExecBaseline' -benchtime 1000x ./sandbox/podman/
+	go test -count=1 -run '^$$' -bench 'CreateReady|IdleMemory' -benchtime 5x ./sandbox/podman/
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sandpool-agent ./cmd/sandpool-agent
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sandpool ./cmd/sandpool
+
+image: build
+	bin/sandpool image build
+
+deps:
+	scripts/deps.sh
+
+sweep:
+	scripts/sweep.sh
+
+clean:
+	rm -rf bin
