@@ -26,7 +26,7 @@ func TestTagIsAHashOfInputs(t *testing.T) {
 	if !regexp.MustCompile(`^localhost/sandpool-python:[0-9a-f]{16}$`).MatchString(Tag()) {
 		t.Errorf("tag %q", Tag())
 	}
-	if Tag() != Tag() {
-		t.Error("tag not stable")
+	if InputsHash() != Tag()[len(Repository)+1:] {
+		t.Errorf("tag %q does not end with the inputs hash %q", Tag(), InputsHash())
 	}
 }
