@@ -19,7 +19,7 @@ run: deps image
 test: deps image
 	go vet ./...
 	staticcheck ./...
-	SANDPOOL_REQUIRE_PODMAN=1 go test -count=1 -timeout 30m ./...; status=$$?; scripts/sweep.sh || status=1; exit $$status
+	SANDPOOL_REQUIRE_PODMAN=1 go test -race -count=1 -timeout 30m ./...; status=$$?; scripts/sweep.sh || status=1; exit $$status
 
 bench: deps image
 	go test -count=1 -run '^$$' -bench 'ExecuteTiny|PodmanExecBaseline' -benchtime 1000x ./sandbox/podman/

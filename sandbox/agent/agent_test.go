@@ -92,12 +92,24 @@ func (h *harness) newConn() *sandbox.Conn {
 
 func (h *harness) exec(code string, timeout time.Duration) (*sandbox.Result, *sandbox.Output) {
 	h.t.Helper()
+	return h.execWith(sandbox.ExecRequest{Code: code, Timeout: timeout})
+}
+
+func (h *harness) execWith(req sandbox.ExecRequest) (*sandbox.Result, *sandbox.Output) {
+	h.t.Helper()
 	var col sandbox.Collector
-	res, err := h.conn.Execute(context.Background(), sandbox.ExecRequest{Code: code, Timeout: timeout}, col.Sink())
+	res, err := h.conn.Execute(context.Background(), req, col.Sink())
 	if err != nil {
-		h.t.Fatalf("Execute(%q): %v", code, err)
+		h.t.Fatalf("Execute(%q): %v", req.Code, err)
 	}
 	return res, &col.Out
+}
+
+func result(out *sandbox.Output) string {
+	if out.Result == nil {
+		return ""
+	}
+	return out.Result.Data["text/plain"]
 }
 
 func forEachRunner(t *testing.T, f func(t *testing.T, h *harness)) {
@@ -281,13 +293,28 @@ func TestOutputStreamsBeforeTheEnd(t *testing.T) {
 func TestInterruptAndCancel(t *testing.T) {
 	h := newHarness(t, false)
 	id := sandbox.NewExecID()
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		_ = h.conn.Interrupt(context.Background(), id)
-	}()
-	res, err := h.conn.Execute(context.Background(), sandbox.ExecRequest{ID: id, Code: "import time\ntime.sleep(30)", Timeout: 20 * time.Second}, nil)
+	var once sync.Once
+	res, err := h.conn.Execute(context.Background(), sandbox.ExecRequest{ID: id, Code: "import time\nprint('started', flush=True)\ntime.sleep(30)", Timeout: 20 * time.Second},
+		func(ev sandbox.Event) {
+			if ev.Kind == sandbox.EventStdout {
+				once.Do(func() { go h.conn.Interrupt(context.Background(), id) })
+			}
+		})
 	if err != nil || res.Status != sandbox.StatusInterrupted || res.KernelRestarted {
 		t.Fatalf("interrupt: %+v %v", res, err)
+	}
+
+	// An interrupt that arrives before its execution starts still applies.
+	early := sandbox.NewExecID()
+	if err := h.conn.Interrupt(context.Background(), early); err != nil {
+		t.Fatal(err)
+	}
+	res, out := h.execWith(sandbox.ExecRequest{ID: early, Code: "import time\ntime.sleep(30)\nran = True", Timeout: 20 * time.Second})
+	if res.Status != sandbox.StatusInterrupted || res.Duration > 10*time.Second {
+		t.Fatalf("early interrupt: %+v %+v", res, out.Error)
+	}
+	if _, out := h.exec("'ran' in globals()", 10*time.Second); result(out) != "False" {
+		t.Errorf("the interrupted code ran to the end")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -298,9 +325,9 @@ func TestInterruptAndCancel(t *testing.T) {
 	}
 	// The canceled execution was interrupted: the kernel is free at once.
 	start := time.Now()
-	res, out := h.exec("'canceled_ran_on' in globals()", 10*time.Second)
-	if res.Status != sandbox.StatusOK || out.Result.Data["text/plain"] != "False" || time.Since(start) > 5*time.Second {
-		t.Errorf("after cancel: %q %+v after %s", res.Status, out.Result, time.Since(start))
+	res, out = h.exec("'canceled_ran_on' in globals()", 10*time.Second)
+	if res.Status != sandbox.StatusOK || result(out) != "False" || time.Since(start) > 5*time.Second {
+		t.Errorf("after cancel: %q %q after %s", res.Status, result(out), time.Since(start))
 	}
 }
 

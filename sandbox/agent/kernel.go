@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,9 +56,12 @@ type kernel struct {
 	sem    chan struct{} // held for the whole of one execution
 	strays *strays
 
-	mu         sync.Mutex
-	proc       *proc      // current process; nil before the first start
-	current    *execution // running execution, for interrupt
+	mu      sync.Mutex
+	proc    *proc      // current process; nil before the first start
+	current *execution // running execution, for interrupt
+	// early holds interrupts that arrived before their execution started
+	// (a client may interrupt right after submitting); bounded.
+	early      []string
 	gen        int64
 	executions int64
 	restarts   int64
@@ -245,15 +249,26 @@ func (k *kernel) state(ctx context.Context, wait bool) agentproto.Kernel {
 	return ks
 }
 
-// interrupt asks the running execution with id to stop. It reports whether
-// that execution was running.
+// maxEarly bounds the interrupts remembered for executions not started yet.
+const maxEarly = 32
+
+// interrupt asks the execution with id to stop: at once if it is running,
+// or as soon as it starts. It reports whether it was running.
 func (k *kernel) interrupt(id string) bool {
-	k.mu.Lock()
-	ex := k.current
-	k.mu.Unlock()
-	if ex == nil || ex.id != id {
+	if id == "" {
 		return false
 	}
+	k.mu.Lock()
+	ex := k.current
+	if ex == nil || ex.id != id {
+		if len(k.early) >= maxEarly {
+			k.early = k.early[1:]
+		}
+		k.early = append(k.early, id)
+		k.mu.Unlock()
+		return false
+	}
+	k.mu.Unlock()
 	select {
 	case ex.interrupt <- struct{}{}:
 	default:
@@ -284,6 +299,10 @@ func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitt
 	k.mu.Lock()
 	k.current = ex
 	k.executions++
+	if i := slices.Index(k.early, ex.id); i >= 0 && ex.id != "" {
+		k.early = slices.Delete(k.early, i, i+1)
+		ex.interrupt <- struct{}{} // interrupted before it started
+	}
 	k.mu.Unlock()
 	p.pump.setCurrent(ex)
 	start := time.Now()

@@ -174,8 +174,8 @@ type probeOut struct {
 }
 
 func TestHardening(t *testing.T) {
-	allowedEnv := map[string]bool{"container": true, "HOSTNAME": true}
 	eachRuntime(t, func(t *testing.T, rt podmantest.Runtime, e *podman.Engine) {
+		allowedEnv := map[string]bool{"container": true, "HOSTNAME": true} // podman adds these
 		spec := podmantest.Spec(rt)
 		spec.Env = map[string]string{"EXTRA_SETTING": "1"}
 		for k := range sandbox.BaseEnv(&spec) {
