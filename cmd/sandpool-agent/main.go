@@ -26,13 +26,13 @@ import (
 var version = "dev"
 
 func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "sandpool-agent:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("usage: sandpool-agent daemon|bridge|version [flags]")
 	}
@@ -41,6 +41,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, version)
 		return nil
 	case "bridge":
+		// The bridge hands its own stdio (files, not streams) to the daemon.
 		return agent.Bridge(context.Background(), os.Stdin, os.Stdout, agentproto.SocketName)
 	case "daemon":
 		return daemon(args[1:], stderr)

@@ -316,11 +316,17 @@ func (a *Agent) execute(ctx context.Context, sess *yamux.Session, st *yamux.Stre
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	_ = st.SetReadDeadline(time.Time{})
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		_, err := io.Copy(io.Discard, st)
 		if err == nil && !sess.IsClosed() {
 			cancel()
 		}
+	}()
+	defer func() {
+		_ = st.SetReadDeadline(time.Now()) // end the watcher and wait for it
+		<-watched
 	}()
 	done, err := a.kernel.execute(ectx, req, em)
 	if err != nil {
