@@ -72,7 +72,10 @@ type kernel struct {
 type proc struct {
 	pid       int
 	gen       int64
-	cmd       int // write end of the kernel's fd 3
+	// cmd is the write end of the kernel's fd 3. An *os.File, because a
+	// large command is written from another goroutine while the reaper may
+	// close it: os.File defers the close past the write.
+	cmd *os.File
 	pump      *pump
 	ready     chan struct{} // closed on the ready event, or when it died first
 	readyInfo kernelReady
@@ -148,11 +151,12 @@ func (k *kernel) startLocked() (*proc, error) {
 		return nil, fmt.Errorf("start kernel: %w", err)
 	}
 	k.gen++
-	p := &proc{pid: pid, gen: k.gen, cmd: cmdP[1], ready: make(chan struct{}), exited: make(chan struct{}), oomAtStart: oomKills()}
+	p := &proc{pid: pid, gen: k.gen, cmd: os.NewFile(uintptr(cmdP[1]), "kernel-cmd"), ready: make(chan struct{}), exited: make(chan struct{}), oomAtStart: oomKills()}
 	p.pump, err = newPump(p, evtP[0], outP[0], errP[0])
 	if err != nil {
 		_ = unix.Kill(-pid, unix.SIGKILL)
-		closeAll(cmdP[1], evtP[0], outP[0], errP[0])
+		p.cmd.Close()
+		closeAll(evtP[0], outP[0], errP[0])
 		<-wait
 		return nil, err
 	}
@@ -160,7 +164,7 @@ func (k *kernel) startLocked() (*proc, error) {
 	go func() {
 		p.status = <-wait
 		p.pump.stop()
-		unix.Close(p.cmd)
+		p.cmd.Close()
 		p.pump.markReady() // a kernel that died before it was ready is not
 		close(p.exited)
 	}()
@@ -311,13 +315,22 @@ func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitt
 	// the pipe buffer and is written at once; a large one is written from
 	// another goroutine, so a kernel that stops reading cannot block us.
 	sent := make(chan error, 1)
+	writer := make(chan struct{})
 	if cmd, err := kernelCmd(req.Code); err != nil {
 		sent <- err
+		close(writer)
 	} else if len(cmd) <= 32<<10 {
 		sent <- writeAll(p.cmd, cmd)
+		close(writer)
 	} else {
-		go func() { sent <- writeAll(p.cmd, cmd) }()
+		go func() {
+			defer close(writer)
+			sent <- writeAll(p.cmd, cmd)
+		}()
 	}
+	// The writer ends when the kernel has read the command, or when it is
+	// gone and the write fails: wait for it on the way out.
+	defer func() { <-writer }()
 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -440,18 +453,9 @@ func kernelCmd(code string) ([]byte, error) {
 	return buf, nil
 }
 
-func writeAll(fd int, buf []byte) error {
-	for len(buf) > 0 {
-		n, err := unix.Write(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		buf = buf[n:]
-	}
-	return nil
+func writeAll(f *os.File, buf []byte) error {
+	_, err := f.Write(buf)
+	return err
 }
 
 func describeExit(ws unix.WaitStatus) string {
