@@ -70,12 +70,12 @@ type kernel struct {
 
 // proc is one kernel process.
 type proc struct {
-	pid       int
-	gen       int64
+	pid int
+	gen int64
 	// cmd is the write end of the kernel's fd 3. An *os.File, because a
 	// large command is written from another goroutine while the reaper may
 	// close it: os.File defers the close past the write.
-	cmd *os.File
+	cmd       *os.File
 	pump      *pump
 	ready     chan struct{} // closed on the ready event, or when it died first
 	readyInfo kernelReady

@@ -2,6 +2,7 @@ package podman_test
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -105,7 +106,13 @@ print('parent done')`, 20 * time.Second, func(t *testing.T, res *sandbox.Result,
 		}
 		for _, tc := range tests {
 			start := time.Now()
+			stopSampling := sampleHeap()
 			res, out := run(t, sb, tc.code, tc.timeout)
+			if peak, base := stopSampling(); peak > base+64<<20 {
+				// The server streams and caps output: 200 MB through it must
+				// not show in its heap.
+				t.Errorf("%s: server heap grew from %d MiB to %d MiB", tc.name, base>>20, peak>>20)
+			}
 			if el := time.Since(start); el > tc.timeout+sandbox.ExecGrace/3 {
 				t.Errorf("%s: took %s with a %s timeout", tc.name, el, tc.timeout)
 			}
@@ -235,4 +242,36 @@ func TestServerRestartKeepsState(t *testing.T) {
 			t.Errorf("kernel generation %d, was %d", again.BootInfo.Kernel.Generation, gen)
 		}
 	})
+}
+
+// sampleHeap samples this process's heap until the returned function is
+// called, which reports the peak and the heap at the start.
+func sampleHeap() func() (peak, base uint64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	peak := base
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapAlloc)
+			}
+		}
+	}()
+	return func() (uint64, uint64) {
+		close(stop)
+		<-done
+		return peak, base
+	}
 }
