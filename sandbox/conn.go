@@ -139,6 +139,26 @@ func (c *Conn) classify(ctx context.Context, err error) error {
 	return errcode.Wrap(errcode.SandboxUnreachable, "lost the connection to the sandbox", err)
 }
 
+// open opens a stream for one operation, writes its request, and ties the
+// stream to ctx: when ctx ends, our side is closed (to the agent that means
+// "the client went away": an execution is interrupted, an upload dropped)
+// and reads and writes in progress return at once. The caller must call
+// the returned release when done with the stream.
+func (c *Conn) open(ctx context.Context, req *agentproto.Request) (*yamux.Stream, func(), error) {
+	st, err := c.stream(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		st.Close()
+		_ = st.SetDeadline(time.Now())
+	})
+	return st, func() {
+		stop()
+		st.Close()
+	}, nil
+}
+
 // stream opens a stream for one operation and writes its request. A broken
 // connection is redialed once.
 func (c *Conn) stream(ctx context.Context, req *agentproto.Request) (*yamux.Stream, error) {
@@ -211,13 +231,11 @@ func isTimeout(err error) bool {
 
 // roundTrip runs a request/reply operation and returns the reply.
 func (c *Conn) roundTrip(ctx context.Context, req *agentproto.Request, timeout time.Duration) (*agentproto.Message, error) {
-	st, err := c.stream(ctx, req)
+	st, release, err := c.open(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { _ = st.SetReadDeadline(time.Now()) })
-	defer stop()
+	defer release()
 	_ = st.SetReadDeadline(time.Now().Add(timeout))
 	m, err := agentproto.ReadMsg(agentproto.NewReader(st, 0))
 	if err != nil {

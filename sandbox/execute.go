@@ -120,21 +120,16 @@ func (c *Conn) Execute(ctx context.Context, req ExecRequest, sink Sink) (*Result
 	if sink == nil {
 		sink = func(Event) {}
 	}
-	st, err := c.stream(ctx, &agentproto.Request{
+	// Canceling ctx closes our side of the stream, which tells the agent to
+	// interrupt the execution.
+	st, release, err := c.open(ctx, &agentproto.Request{
 		Op: agentproto.OpExecute, ExecID: req.ID, Code: req.Code,
 		TimeoutMS: req.Timeout.Milliseconds(), MaxOutput: req.MaxOutput,
 	})
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	// Closing our side tells the agent to interrupt; the read deadline
-	// then ends the loop below.
-	stop := context.AfterFunc(ctx, func() {
-		st.Close()
-		_ = st.SetReadDeadline(time.Now())
-	})
-	defer stop()
+	defer release()
 	_ = st.SetReadDeadline(time.Now().Add(req.Timeout + ExecGrace))
 
 	r := agentproto.NewReader(st, 0)

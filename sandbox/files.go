@@ -101,16 +101,11 @@ func (c *Conn) Put(ctx context.Context, path string, r io.Reader, maxSize int64)
 	if err := CheckPath(path); err != nil {
 		return FileInfo{}, err
 	}
-	st, err := c.stream(ctx, &agentproto.Request{Op: agentproto.OpPut, Path: path, MaxSize: maxSize})
+	st, release, err := c.open(ctx, &agentproto.Request{Op: agentproto.OpPut, Path: path, MaxSize: maxSize})
 	if err != nil {
 		return FileInfo{}, err
 	}
-	defer st.Close()
-	stop := context.AfterFunc(ctx, func() {
-		_ = st.SetReadDeadline(time.Now())
-		_ = st.SetWriteDeadline(time.Now())
-	})
-	defer stop()
+	defer release()
 	// The agent answers once, at the end or as soon as it refuses (bad path,
 	// no space); a slow upload must not time out that read, so the deadline
 	// is set only when we are done sending.
@@ -179,13 +174,11 @@ func (c *Conn) Get(ctx context.Context, path string, w io.Writer, maxSize int64)
 	if err := CheckPath(path); err != nil {
 		return FileInfo{}, err
 	}
-	st, err := c.stream(ctx, &agentproto.Request{Op: agentproto.OpGet, Path: path, MaxSize: maxSize})
+	st, release, err := c.open(ctx, &agentproto.Request{Op: agentproto.OpGet, Path: path, MaxSize: maxSize})
 	if err != nil {
 		return FileInfo{}, err
 	}
-	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { _ = st.SetReadDeadline(time.Now()) })
-	defer stop()
+	defer release()
 	r := agentproto.NewReader(st, 0)
 	_ = st.SetReadDeadline(time.Now().Add(OpTimeout))
 	m, err := agentproto.ReadMsg(r)

@@ -110,18 +110,24 @@ func (u *pump) run() {
 
 // readStream reads one chunk of output. It returns false at end of file.
 func (u *pump) readStream(i, fd int, t agentproto.FrameType) bool {
+	n, err := u.readChunk(fd, t)
+	u.more[i] = n == agentproto.ChunkSize
+	return n > 0 || err == unix.EAGAIN || err == unix.EINTR
+}
+
+// readChunk reads once from an output pipe and hands what it read to the
+// current execution, if any.
+func (u *pump) readChunk(fd int, t agentproto.FrameType) (int, error) {
 	var buf [agentproto.ChunkSize]byte
 	n, err := unix.Read(fd, buf[:])
-	u.more[i] = n == len(buf)
 	if n > 0 {
 		u.mu.Lock()
 		if u.cur != nil {
 			u.cur.output(t, buf[:n])
 		}
 		u.mu.Unlock()
-		return true
 	}
-	return err == unix.EAGAIN || err == unix.EINTR
+	return n, err
 }
 
 // drain reads stdout and stderr until they are empty; with all, even when
@@ -135,16 +141,9 @@ func (u *pump) drain(all bool) {
 			continue
 		}
 		for i := 0; i < 1<<14; i++ { // bounded: a writer may keep writing
-			var buf [agentproto.ChunkSize]byte
-			n, _ := unix.Read(s.fd, buf[:])
-			if n <= 0 {
+			if n, _ := u.readChunk(s.fd, s.t); n <= 0 {
 				break
 			}
-			u.mu.Lock()
-			if u.cur != nil {
-				u.cur.output(s.t, buf[:n])
-			}
-			u.mu.Unlock()
 		}
 	}
 }
