@@ -58,3 +58,14 @@ func Boot(ctx context.Context, c *Conn, want Isolation, host HostIdentity) (Info
 		delay = min(delay*2, 500*time.Millisecond)
 	}
 }
+
+// Summary describes a container an engine manages, as listed without
+// connecting to it.
+type Summary struct {
+	// ID is the engine's id. It must never reach a client.
+	ID      string
+	Name    string
+	Labels  map[string]string
+	Running bool
+	Created time.Time
+}

@@ -43,6 +43,16 @@ const (
 	NoSpace Code = "no_space"
 	// Canceled means the caller went away.
 	Canceled Code = "canceled"
+	// InvalidIdentifier means a session identifier broke the identifier rules.
+	InvalidIdentifier Code = "invalid_identifier"
+	// CapacityExceeded means a pool has maxConcurrentSessions sessions and
+	// cannot start another; existing sessions are unaffected.
+	CapacityExceeded Code = "capacity_exceeded"
+	// SessionLost means a session's sandbox died and its state is gone. It
+	// is reported once; the next request starts a new session.
+	SessionLost Code = "session_lost"
+	// ShuttingDown means the server is stopping and takes no new work.
+	ShuttingDown Code = "shutting_down"
 )
 
 // Error is an error with a stable code and a message that is safe to show

@@ -438,18 +438,9 @@ func (e *Engine) Open(ctx context.Context, id string) (*sandbox.Sandbox, error) 
 	return sb, nil
 }
 
-// Summary describes a container the engine manages.
-type Summary struct {
-	ID      string
-	Name    string
-	Labels  map[string]string
-	Running bool
-	Created time.Time
-}
-
 // List returns the sandpool containers of this engine's runtime that carry
 // every label in labels (an empty value matches any value).
-func (e *Engine) List(ctx context.Context, labels map[string]string) ([]Summary, error) {
+func (e *Engine) List(ctx context.Context, labels map[string]string) ([]sandbox.Summary, error) {
 	filters := map[string][]string{"label": {LabelEngine + "=" + e.cfg.Runtime}}
 	for k, v := range labels {
 		f := k
@@ -462,13 +453,13 @@ func (e *Engine) List(ctx context.Context, labels map[string]string) ([]Summary,
 	if err != nil {
 		return nil, engineErr(err, "listing sandboxes")
 	}
-	out := make([]Summary, 0, len(list))
+	out := make([]sandbox.Summary, 0, len(list))
 	for _, c := range list {
 		name := ""
 		if len(c.Names) > 0 {
 			name = c.Names[0]
 		}
-		out = append(out, Summary{ID: c.ID, Name: name, Labels: c.Labels, Running: c.State == "running", Created: c.Created})
+		out = append(out, sandbox.Summary{ID: c.ID, Name: name, Labels: c.Labels, Running: c.State == "running", Created: c.Created})
 	}
 	return out, nil
 }

@@ -1,0 +1,125 @@
+package pool
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/sandbox"
+)
+
+// adoptConcurrency bounds sandboxes opened at once during adoption.
+const adoptConcurrency = 8
+
+// adopt takes over the sandboxes of this pool that a previous server left:
+// allocated ones become sessions again (kernel state and files intact),
+// Ready ones return to the warm pool, and anything else (stopped,
+// unreachable, half-created, or made from another spec) is removed.
+// Sessions whose sandbox vanished are reported lost once.
+func (p *Pool) adopt(ctx context.Context) error {
+	entries, err := p.store.load()
+	if err != nil {
+		// A damaged state file must not stop the server; the sandboxes it
+		// described are then treated as strays.
+		p.log.Error().Err(err).Msg("ignoring the pool state file")
+		entries = nil
+	}
+	list, err := p.eng.List(ctx, map[string]string{LabelServer: p.labels[LabelServer], LabelPool: p.cfg.Name})
+	if err != nil {
+		return errcode.Wrap(errcode.Unavailable, "cannot list the pool's sandboxes", err)
+	}
+	byID := map[string]stateEntry{}
+	for _, e := range entries {
+		byID[e.Container] = e
+	}
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, adoptConcurrency)
+		found   = map[string]bool{}
+		removed int
+	)
+	for _, c := range list {
+		e, allocated := byID[c.ID]
+		found[c.ID] = allocated
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			sb := p.adoptOne(ctx, c, allocated)
+			mu.Lock()
+			defer mu.Unlock()
+			if sb == nil {
+				removed++
+				return
+			}
+			if !allocated {
+				p.ready = append(p.ready, sb)
+				return
+			}
+			k, err := p.store.open(e.Key)
+			if err != nil {
+				p.log.Warn().Err(err).Msg("an adopted session's key cannot be read; its identifier will not be listed")
+			}
+			p.sessions[e.Hash] = &Session{p: p, hash: e.Hash, key: k, created: e.Created, ready: closedChan(), sb: sb, state: StateAllocated, lastAccess: e.LastAccess}
+			p.active++
+		}()
+	}
+	wg.Wait()
+	now := p.opt.Now()
+	for _, e := range entries {
+		if _, ok := p.sessions[e.Hash]; !ok {
+			p.lost[e.Hash] = now
+		}
+	}
+	p.adopted = len(p.ready) + len(p.sessions)
+	p.saveOrLog(p.entriesLocked())
+	if len(list) > 0 || len(entries) > 0 {
+		p.log.Info().Int("ready", len(p.ready)).Int("sessions", len(p.sessions)).Int("removed", removed).Int("lost", len(p.lost)).Msg("adopted sandboxes")
+	}
+	return nil
+}
+
+// adoptOne opens a sandbox to adopt, or removes it and returns nil.
+func (p *Pool) adoptOne(ctx context.Context, c sandbox.Summary, allocated bool) *sandbox.Sandbox {
+	keep := c.Running && (allocated || c.Labels[LabelSpec] == p.labels[LabelSpec])
+	var sb *sandbox.Sandbox
+	if keep {
+		octx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		var err error
+		sb, err = p.eng.Open(octx, c.ID)
+		if err == nil && !allocated && !sb.BootInfo.Kernel.Ready {
+			// A warm sandbox must be fully warm; one whose creation was
+			// cut short may still be importing.
+			var info sandbox.Info
+			info, err = sb.Info(octx, true, 30*time.Second)
+			if err == nil && !info.Kernel.Ready {
+				err = errcode.New(errcode.Internal, "kernel not ready")
+			}
+		}
+		if err != nil {
+			p.log.Warn().Err(err).Bool("allocated", allocated).Msg("cannot adopt a sandbox; removing it")
+			if sb != nil {
+				sb.Close()
+			}
+			sb = nil
+		}
+	}
+	if sb == nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := p.eng.Remove(rctx, c.ID); err != nil {
+			p.log.Warn().Err(err).Msg("removing a stray sandbox")
+		}
+	}
+	return sb
+}
+
+func closedChan() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}

@@ -1,0 +1,358 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sandpool/sandpool/sandbox"
+	"github.com/sandpool/sandpool/sandbox/image"
+)
+
+// ContainerType is the kind of session a pool runs.
+type ContainerType string
+
+// Container types. CustomContainer is accepted by the schema but not yet
+// supported.
+const (
+	PythonLTS       ContainerType = "PythonLTS"
+	CustomContainer ContainerType = "CustomContainer"
+)
+
+// LifecycleType says when a session ends.
+type LifecycleType string
+
+// Lifecycle types, as in Azure: Timed sessions end after a cooldown without
+// requests; OnContainerExit sessions (custom containers) end when their
+// container exits or at maxAlivePeriodInSeconds.
+const (
+	Timed           LifecycleType = "Timed"
+	OnContainerExit LifecycleType = "OnContainerExit"
+)
+
+// Egress settings of sessionNetworkConfiguration.status.
+const (
+	EgressDisabled = "EgressDisabled"
+	EgressEnabled  = "EgressEnabled"
+)
+
+// Config configures one session pool. Field names and meanings follow
+// Azure's Microsoft.App/sessionPools resource; the YAML keys are Azure's.
+// The zero value of every field means its default (see DefaultConfig).
+type Config struct {
+	// Name is the pool's name in URLs and labels: 3-63 characters, a
+	// lowercase letter first, then lowercase letters, digits or '-'.
+	Name          string        `yaml:"name"`
+	ContainerType ContainerType `yaml:"containerType"`
+	// Image is the sandbox image; default the image `sandpool image build`
+	// makes.
+	Image string `yaml:"image"`
+	// Runtime is the OCI runtime: runsc (gVisor, default), runc, or a Kata
+	// build.
+	Runtime string `yaml:"runtime"`
+	// Isolation is what sandboxes must report (container, gvisor, vm);
+	// default from the runtime. A mismatch fails the sandbox.
+	Isolation      sandbox.Isolation `yaml:"isolation"`
+	Resources      ResourcesConfig   `yaml:"resources"`
+	Scale          ScaleConfig       `yaml:"scaleConfiguration"`
+	Lifecycle      LifecycleConfig   `yaml:"lifecycleConfiguration"`
+	SessionNetwork NetworkConfig     `yaml:"sessionNetworkConfiguration"`
+	Execution      ExecutionConfig   `yaml:"execution"`
+}
+
+// ResourcesConfig is a sandbox's size.
+type ResourcesConfig struct {
+	// CPU in cores; default 1.
+	CPU float64 `yaml:"cpu"`
+	// Memory such as "1Gi", "512Mi" or a byte count; default 1Gi.
+	Memory Quantity `yaml:"memory"`
+	// Disk bounds /mnt/data (the session's files); default 256Mi.
+	Disk Quantity `yaml:"disk"`
+}
+
+// ScaleConfig is Azure's scaleConfiguration, plus how many sandboxes may be
+// created at once.
+type ScaleConfig struct {
+	// MaxConcurrentSessions bounds allocated sessions; default 10.
+	MaxConcurrentSessions int `yaml:"maxConcurrentSessions"`
+	// ReadySessionInstances is the size of the warm pool; nil means the
+	// default, 1. (A pointer, so that an explicit 0 means none.)
+	ReadySessionInstances *int `yaml:"readySessionInstances"`
+	// CreationConcurrency bounds sandboxes being created at once; default 4.
+	CreationConcurrency int `yaml:"creationConcurrency"`
+}
+
+// LifecycleConfig is Azure's lifecycleConfiguration.
+type LifecycleConfig struct {
+	LifecycleType LifecycleType `yaml:"lifecycleType"`
+	// CooldownPeriodInSeconds: a Timed session with no request for this
+	// long is deleted; default 300. Every request resets it.
+	CooldownPeriodInSeconds int `yaml:"cooldownPeriodInSeconds"`
+	// MaxAlivePeriodInSeconds bounds any session's life; default 86400.
+	MaxAlivePeriodInSeconds int `yaml:"maxAlivePeriodInSeconds"`
+}
+
+// NetworkConfig is Azure's sessionNetworkConfiguration.
+type NetworkConfig struct {
+	// Status is EgressDisabled (default) or EgressEnabled.
+	Status string `yaml:"status"`
+}
+
+// ExecutionConfig bounds executions (a sandpool extension).
+type ExecutionConfig struct {
+	// DefaultTimeoutInSeconds applies when a request gives none; default 60.
+	DefaultTimeoutInSeconds int `yaml:"defaultTimeoutInSeconds"`
+	// MaxTimeoutInSeconds caps what a request may ask for; default 600.
+	MaxTimeoutInSeconds int `yaml:"maxTimeoutInSeconds"`
+	// MaxOutput caps stdout and each of stderr per execution; default 1Mi.
+	MaxOutput Quantity `yaml:"maxOutput"`
+}
+
+// Defaults.
+const (
+	DefaultPoolName    = "default"
+	DefaultRuntime     = "runsc"
+	defaultCooldown    = 300
+	defaultMaxAlive    = 86400
+	defaultMaxSessions = 10
+	defaultReady       = 1
+	defaultCreating    = 4
+	defaultExecTimeout = 60
+	defaultExecMax     = 600
+)
+
+// DefaultConfig returns the configuration of a pool with every default.
+func DefaultConfig() Config {
+	var c Config
+	c.setDefaults()
+	return c
+}
+
+func (c *Config) setDefaults() {
+	def := sandbox.DefaultResources()
+	setDef(&c.Name, DefaultPoolName)
+	setDef(&c.ContainerType, PythonLTS)
+	if c.Image == "" {
+		c.Image = image.Tag()
+	}
+	setDef(&c.Runtime, DefaultRuntime)
+	if c.Isolation == "" {
+		c.Isolation = IsolationOf(c.Runtime)
+	}
+	setDef(&c.Resources.CPU, def.CPUs)
+	setDef(&c.Resources.Memory, Quantity(def.Memory))
+	setDef(&c.Resources.Disk, Quantity(def.DataSize))
+	setDef(&c.Scale.MaxConcurrentSessions, defaultMaxSessions)
+	if c.Scale.ReadySessionInstances == nil {
+		n := defaultReady
+		c.Scale.ReadySessionInstances = &n
+	}
+	setDef(&c.Scale.CreationConcurrency, defaultCreating)
+	setDef(&c.Lifecycle.LifecycleType, Timed)
+	setDef(&c.Lifecycle.CooldownPeriodInSeconds, defaultCooldown)
+	setDef(&c.Lifecycle.MaxAlivePeriodInSeconds, defaultMaxAlive)
+	setDef(&c.SessionNetwork.Status, EgressDisabled)
+	setDef(&c.Execution.DefaultTimeoutInSeconds, defaultExecTimeout)
+	setDef(&c.Execution.MaxTimeoutInSeconds, defaultExecMax)
+	setDef(&c.Execution.MaxOutput, Quantity(sandbox.DefaultMaxOutput))
+}
+
+func setDef[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// IsolationOf is the isolation a runtime provides: gvisor for runsc, vm for
+// Kata, container otherwise.
+func IsolationOf(runtime string) sandbox.Isolation {
+	switch {
+	case runtime == "runsc":
+		return sandbox.IsolationGVisor
+	case strings.HasPrefix(runtime, "kata"):
+		return sandbox.IsolationVM
+	}
+	return sandbox.IsolationContainer
+}
+
+var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{2,62}$`)
+
+// Normalize fills in defaults and checks every field. Its error names each
+// bad field by its YAML path.
+func (c *Config) Normalize() error {
+	c.setDefaults()
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("pool %q: %s: "+format, append([]any{c.Name, field}, args...)...))
+	}
+	if !poolName.MatchString(c.Name) || strings.HasSuffix(c.Name, "-") {
+		bad("name", "must be 3-63 characters: a lowercase letter, then lowercase letters, digits or '-'")
+	}
+	switch c.ContainerType {
+	case PythonLTS:
+	case CustomContainer:
+		bad("containerType", "CustomContainer is not supported yet; use PythonLTS")
+	default:
+		bad("containerType", "must be PythonLTS, not %q", c.ContainerType)
+	}
+	switch c.Runtime {
+	case "runc", "runsc":
+	default:
+		if !strings.HasPrefix(c.Runtime, "kata") {
+			bad("runtime", "must be runsc, runc or a kata runtime, not %q", c.Runtime)
+		}
+	}
+	switch c.Isolation {
+	case sandbox.IsolationContainer, sandbox.IsolationGVisor, sandbox.IsolationVM:
+	default:
+		bad("isolation", "must be container, gvisor or vm, not %q", c.Isolation)
+	}
+	if c.Resources.CPU <= 0 || c.Resources.CPU > 256 || math.IsNaN(c.Resources.CPU) {
+		bad("resources.cpu", "must be more than 0 and at most 256, not %v", c.Resources.CPU)
+	}
+	if c.Resources.Memory < 128*sandbox.MiB {
+		bad("resources.memory", "must be at least 128Mi, not %s", c.Resources.Memory)
+	}
+	if c.Resources.Disk < sandbox.MiB {
+		bad("resources.disk", "must be at least 1Mi, not %s", c.Resources.Disk)
+	}
+	s := &c.Scale
+	if s.MaxConcurrentSessions < 1 || s.MaxConcurrentSessions > 10000 {
+		bad("scaleConfiguration.maxConcurrentSessions", "must be 1 to 10000, not %d", s.MaxConcurrentSessions)
+	}
+	if n := *s.ReadySessionInstances; n < 0 {
+		bad("scaleConfiguration.readySessionInstances", "must not be negative, not %d", n)
+	} else if n > s.MaxConcurrentSessions {
+		bad("scaleConfiguration.readySessionInstances", "must not exceed maxConcurrentSessions (%d), not %d", s.MaxConcurrentSessions, n)
+	}
+	if s.CreationConcurrency < 1 || s.CreationConcurrency > 64 {
+		bad("scaleConfiguration.creationConcurrency", "must be 1 to 64, not %d", s.CreationConcurrency)
+	}
+	l := &c.Lifecycle
+	switch l.LifecycleType {
+	case Timed:
+	case OnContainerExit:
+		bad("lifecycleConfiguration.lifecycleType", "OnContainerExit applies to CustomContainer pools only")
+	default:
+		bad("lifecycleConfiguration.lifecycleType", "must be Timed or OnContainerExit, not %q", l.LifecycleType)
+	}
+	if l.CooldownPeriodInSeconds < 1 || l.CooldownPeriodInSeconds > 7*86400 {
+		bad("lifecycleConfiguration.cooldownPeriodInSeconds", "must be 1 to 604800, not %d", l.CooldownPeriodInSeconds)
+	}
+	if l.MaxAlivePeriodInSeconds < 1 || l.MaxAlivePeriodInSeconds > 30*86400 {
+		bad("lifecycleConfiguration.maxAlivePeriodInSeconds", "must be 1 to 2592000, not %d", l.MaxAlivePeriodInSeconds)
+	}
+	switch c.SessionNetwork.Status {
+	case EgressDisabled, EgressEnabled:
+	default:
+		bad("sessionNetworkConfiguration.status", "must be EgressDisabled or EgressEnabled, not %q", c.SessionNetwork.Status)
+	}
+	e := &c.Execution
+	if e.MaxTimeoutInSeconds < 1 || e.MaxTimeoutInSeconds > 86400 {
+		bad("execution.maxTimeoutInSeconds", "must be 1 to 86400, not %d", e.MaxTimeoutInSeconds)
+	}
+	if e.DefaultTimeoutInSeconds < 1 || e.DefaultTimeoutInSeconds > e.MaxTimeoutInSeconds {
+		bad("execution.defaultTimeoutInSeconds", "must be 1 to maxTimeoutInSeconds (%d), not %d", e.MaxTimeoutInSeconds, e.DefaultTimeoutInSeconds)
+	}
+	if e.MaxOutput < 1024 || e.MaxOutput > 64*sandbox.MiB {
+		bad("execution.maxOutput", "must be 1Ki to 64Mi, not %s", e.MaxOutput)
+	}
+	if len(errs) == 0 {
+		if _, err := c.spec(nil); err != nil {
+			errs = append(errs, fmt.Errorf("pool %q: %w", c.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ready is the warm pool's target size.
+func (c *Config) ready() int { return *c.Scale.ReadySessionInstances }
+
+func (c *Config) cooldown() time.Duration {
+	return time.Duration(c.Lifecycle.CooldownPeriodInSeconds) * time.Second
+}
+
+func (c *Config) maxAlive() time.Duration {
+	return time.Duration(c.Lifecycle.MaxAlivePeriodInSeconds) * time.Second
+}
+
+// spec is the sandbox spec of the pool's sandboxes, with labels.
+func (c *Config) spec(labels map[string]string) (sandbox.Spec, error) {
+	r := sandbox.DefaultResources()
+	r.CPUs = c.Resources.CPU
+	r.Memory = int64(c.Resources.Memory)
+	r.DataSize = int64(c.Resources.Disk)
+	s := sandbox.Spec{
+		Image:     c.Image,
+		Isolation: c.Isolation,
+		Network:   sandbox.NetworkNone,
+		Resources: r,
+		Labels:    labels,
+	}
+	if c.SessionNetwork.Status == EgressEnabled {
+		s.Network = sandbox.NetworkEgress
+	}
+	return s, s.Normalize()
+}
+
+// Quantity is a size in bytes, written in YAML as a number of bytes or with
+// a binary (Ki, Mi, Gi, Ti) or decimal (k, M, G, T) suffix: "512Mi",
+// "0.5Gi", "1G".
+type Quantity int64
+
+var quantitySuffix = map[string]float64{
+	"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+	"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+}
+
+var quantityRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*([kKMGT]i?)?$`)
+
+// ParseQuantity parses a size such as "512Mi".
+func ParseQuantity(s string) (Quantity, error) {
+	m := quantityRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size (examples: 1073741824, 512Mi, 0.5Gi)", s)
+	}
+	mult, ok := quantitySuffix[m[2]]
+	if !ok {
+		return 0, fmt.Errorf("%q has an unknown unit", s)
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	if err != nil || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return Quantity(f * mult), nil
+}
+
+// UnmarshalYAML accepts a number of bytes or a string with a unit.
+func (q *Quantity) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a size must be a number or a string like 512Mi", n.Line)
+	}
+	v, err := ParseQuantity(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*q = v
+	return nil
+}
+
+// String formats q with the largest binary unit that divides it.
+func (q Quantity) String() string {
+	for _, u := range []struct {
+		s string
+		n int64
+	}{{"Ti", 1 << 40}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if q != 0 && int64(q)%u.n == 0 {
+			return strconv.FormatInt(int64(q)/u.n, 10) + u.s
+		}
+	}
+	return strconv.FormatInt(int64(q), 10)
+}
