@@ -27,7 +27,9 @@ type ManagerOptions struct {
 	// ServerID: see Options.ServerID.
 	ServerID string
 	Metrics  *Metrics
-	Log      zerolog.Logger
+	// Labels: see Options.Labels.
+	Labels map[string]string
+	Log    zerolog.Logger
 	// Tick and HealthInterval: see Options.
 	Tick           time.Duration
 	HealthInterval time.Duration
@@ -100,7 +102,7 @@ func NewManager(ctx context.Context, cfgs []Config, opt ManagerOptions) (_ *Mana
 			defer wg.Done()
 			p, err := New(ctx, c, Options{
 				Engine: opt.Engines[c.Runtime], Hasher: h, StateDir: filepath.Join(opt.StateDir, "pools"),
-				ServerID: opt.ServerID, Metrics: opt.Metrics, Log: opt.Log, Tick: opt.Tick, HealthInterval: opt.HealthInterval,
+				ServerID: opt.ServerID, Metrics: opt.Metrics, Labels: opt.Labels, Log: opt.Log, Tick: opt.Tick, HealthInterval: opt.HealthInterval,
 			})
 			mu.Lock()
 			defer mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -80,7 +81,10 @@ type Options struct {
 	// and reaps only sandboxes with its own id. Default "sandpool".
 	ServerID string
 	Metrics  *Metrics
-	Log      zerolog.Logger
+	// Labels are added to every sandbox (keys "sandpool.*"), e.g. to mark
+	// a test run.
+	Labels map[string]string
+	Log    zerolog.Logger
 	// Tick is how often lifecycle rules are applied; default 1s.
 	Tick time.Duration
 	// HealthInterval is how often sandboxes are checked for death;
@@ -186,7 +190,12 @@ func New(ctx context.Context, cfg Config, opt Options) (*Pool, error) {
 		return nil, err
 	}
 	p.labels[LabelSpec] = specHash(spec)
-	if spec, err = cfg.spec(p.labels); err != nil {
+	all := maps.Clone(opt.Labels)
+	if all == nil {
+		all = map[string]string{}
+	}
+	maps.Copy(all, p.labels)
+	if spec, err = cfg.spec(all); err != nil {
 		return nil, err
 	}
 	p.spec = spec

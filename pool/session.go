@@ -29,11 +29,43 @@ func (p *Pool) with(ctx context.Context, k SessionKey, fn func(*sandbox.Sandbox)
 	switch {
 	case deleted:
 		return errcode.Wrap(errcode.SessionLost, errcode.Public(ErrSessionDeleted), err)
-	case errcode.Of(err) == errcode.SandboxGone:
+	case errcode.Of(err) == errcode.SandboxGone,
+		errcode.Of(err) == errcode.SandboxUnreachable && p.died(ctx, s):
 		p.lose(s)
 		return errcode.Wrap(errcode.SessionLost, errcode.Public(ErrSessionLost), err)
 	}
 	return err
+}
+
+// died tells whether s's sandbox stopped, after a broken connection. The
+// connection often breaks a moment before the engine reports the stop
+// (gVisor), so it asks for a short while.
+func (p *Pool) died(ctx context.Context, s *Session) bool {
+	for i := 0; i < 20; i++ {
+		p.mu.Lock()
+		gone := p.sessions[s.hash] != s // the health check saw it die
+		p.mu.Unlock()
+		if gone {
+			return true
+		}
+		list, err := p.eng.List(ctx, p.labels)
+		if err != nil {
+			return false
+		}
+		running := false
+		for _, c := range list {
+			running = running || (c.ID == s.sb.ID && c.Running)
+		}
+		if !running {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // Execute runs code in the session of k. The timeout is the pool's
