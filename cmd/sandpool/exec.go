@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandpool/sandpool/internal/logging"
+	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox"
 	"github.com/sandpool/sandpool/sandbox/image"
 	"github.com/sandpool/sandpool/sandbox/podman"
@@ -36,17 +37,6 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", "/var/lib/sandpool", "directory for sandpool's state")
 	cmd.Flags().StringVar(&f.agent, "agent", "", "the static sandpool-agent binary (default: next to sandpool, then on PATH)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "warn", "log level")
-}
-
-// defaultIsolation is the isolation a runtime is expected to provide.
-func defaultIsolation(runtime string) sandbox.Isolation {
-	switch {
-	case runtime == "runsc":
-		return sandbox.IsolationGVisor
-	case strings.Contains(runtime, "kata"):
-		return sandbox.IsolationVM
-	}
-	return sandbox.IsolationContainer
 }
 
 func (f *engineFlags) engine(ctx context.Context, stderr io.Writer) (*podman.Engine, error) {
@@ -100,7 +90,7 @@ still there.`,
 					return err
 				}
 			} else {
-				iso := defaultIsolation(ef.runtime)
+				iso := pool.IsolationOf(ef.runtime)
 				if ef.isolation != "" {
 					iso = sandbox.Isolation(ef.isolation)
 				}

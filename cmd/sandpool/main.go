@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(execCmd(), imageCmd(), versionCmd())
+	root.AddCommand(serveCmd(), execCmd(), imageCmd(), versionCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sandpool/sandpool/pool"
+)
+
+// fileConfig is sandpool's configuration file: the server and its pools.
+// Every field has a default, so no file is needed.
+type fileConfig struct {
+	Server serverConfig  `yaml:"server"`
+	Pools  []pool.Config `yaml:"pools"`
+}
+
+type serverConfig struct {
+	// Listen is the HTTP address (health and metrics for now); default
+	// 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// StateDir holds the session secret, pool state and podman sockets;
+	// default /var/lib/sandpool.
+	StateDir string `yaml:"stateDir"`
+	// ServerID is put on every sandbox; a server adopts only its own.
+	ServerID string `yaml:"serverId"`
+	// Agent is the sandpool-agent binary; default next to sandpool.
+	Agent string `yaml:"agent"`
+	// Engines optionally points runtimes at existing podman services:
+	// {runsc: {socket: /run/podman/podman.sock}}. Without an entry sandpool
+	// starts and supervises a service per runtime.
+	Engines map[string]engineConfig `yaml:"engines"`
+	Log     logConfig               `yaml:"log"`
+}
+
+type engineConfig struct {
+	Socket string `yaml:"socket"`
+}
+
+type logConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// loadConfig reads path ("" means no file: all defaults), rejecting
+// unknown fields, and checks everything, naming each bad field.
+func loadConfig(path string) (*fileConfig, error) {
+	var c fileConfig
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	s := &c.Server
+	if s.Listen == "" {
+		s.Listen = "127.0.0.1:8080"
+	}
+	if s.StateDir == "" {
+		s.StateDir = "/var/lib/sandpool"
+	}
+	if s.ServerID == "" {
+		s.ServerID = "sandpool"
+	}
+	if s.Log.Level == "" {
+		s.Log.Level = "info"
+	}
+	var errs []error
+	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("server.listen: %w", err))
+	}
+	if len(c.Pools) == 0 {
+		c.Pools = []pool.Config{{}}
+	}
+	for i := range c.Pools {
+		if err := c.Pools[i].Normalize(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return &c, errors.Join(errs...)
+}

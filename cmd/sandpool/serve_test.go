@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandpool/sandpool/internal/podmantest"
+	"github.com/sandpool/sandpool/pool"
+	"github.com/sandpool/sandpool/sandbox/image"
+)
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"pools: [{scaleConfiguration: {maxConcurrentSessions: -3}}]", "scaleConfiguration.maxConcurrentSessions"},
+		{"pools: [{scaleConfiguration: {maxConcurrentSessions: 2, readySessionInstances: 5}}]", "scaleConfiguration.readySessionInstances"},
+		{"pools: [{runtime: crun}]", "runtime"},
+		{"pools: [{lifecycleConfiguration: {cooldownPeriodInSeconds: -1}}]", "cooldownPeriodInSeconds"},
+		{"pools: [{scaleConfiguration: {maxSessions: 3}}]", "maxSessions"},
+		{"server: {listen: nowhere}", "server.listen"},
+		{"pools: [{name: a}, {name: a}]", "name"},
+	}
+	dir := t.TempDir()
+	for i, tc := range tests {
+		path := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))
+		os.WriteFile(path, []byte(tc.yaml), 0o600)
+		var stderr bytes.Buffer
+		code := run(context.Background(), []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &stderr)
+		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want an error naming %s", tc.yaml, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+// TestServeKeepsPoolWarm runs `sandpool serve` with a config file: the pool
+// fills to readySessionInstances, /metrics shows it, and a signal stops
+// the server while its sandboxes stay for the next start.
+func TestServeKeepsPoolWarm(t *testing.T) {
+	rt := podmantest.Runc
+	eng := podmantest.Engine(t, rt)
+	serverID := "serve-" + podmantest.RunID()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		list, _ := eng.List(ctx, map[string]string{pool.LabelServer: serverID})
+		for _, c := range list {
+			eng.Remove(ctx, c.ID)
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	state := t.TempDir()
+	cfg := fmt.Sprintf(`server:
+  listen: %s
+  stateDir: %s
+  serverId: %s
+  agent: %s
+  engines: {runc: {socket: %s}}
+pools:
+  - name: warm
+    runtime: runc
+    image: %s
+    scaleConfiguration: {maxConcurrentSessions: 4, readySessionInstances: 2}
+`, addr, state, serverID, podmantest.Agent(t), eng.Socket(), image.Tag())
+	path := filepath.Join(state, "sandpool.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() { done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &stderr) }()
+	want := `sandpool_sandboxes{pool="warm",state="Ready"} 2`
+	var body string
+	for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(body, want); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("metrics never showed %s:\n%s\nstderr:\n%s", want, body, stderr.String())
+		}
+		if r, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			body = string(b)
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d: %s", code, stderr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("serve did not stop")
+	}
+	list, err := eng.List(context.Background(), map[string]string{pool.LabelServer: serverID})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("after shutdown: %d sandboxes (%v), want the 2 warm ones kept", len(list), err)
+	}
+}
