@@ -24,6 +24,8 @@ test: deps image
 bench: deps image
 	go test -count=1 -run '^$$' -bench 'ExecuteTiny|PodmanExecBaseline' -benchtime 1000x ./sandbox/podman/
 	go test -count=1 -run '^$$' -bench 'CreateReady|IdleMemory' -benchtime 5x ./sandbox/podman/
+	go test -count=1 -run '^$$' -bench 'FirstExecution' -benchtime 20x -timeout 30m ./pool/
+	go test -count=1 -run '^$$' -bench 'Burst' -benchtime 1x -timeout 30m ./pool/
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sandpool-agent ./cmd/sandpool-agent

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { podmantest.Main(m) }
 // harness runs managers of one pool on a real engine, as a server would
 // across restarts (same state directory, same server id).
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	eng      *podman.Engine
 	cfg      pool.Config
 	dir      string
@@ -32,7 +32,7 @@ type harness struct {
 	reg      *prometheus.Registry
 }
 
-func newHarness(t *testing.T, rt podmantest.Runtime, eng *podman.Engine, cfg pool.Config) *harness {
+func newHarness(t testing.TB, rt podmantest.Runtime, eng *podman.Engine, cfg pool.Config) *harness {
 	cfg.Name = fmt.Sprintf("it-%s-%s", rt.Name, strings.ToLower(t.Name()[4:min(len(t.Name()), 14)]))
 	cfg.Name = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
@@ -90,6 +90,11 @@ func (h *harness) count() int {
 		h.t.Fatal(err)
 	}
 	return len(list)
+}
+
+func newBenchHarness(b *testing.B, rt podmantest.Runtime, cfg pool.Config) *harness {
+	podmantest.Check(b, rt)
+	return newHarness(b, rt, podmantest.Engine(b, rt), cfg)
 }
 
 func key(t *testing.T, principal, id string) pool.SessionKey {

@@ -229,6 +229,9 @@ func (p *Pool) poke() {
 	}
 }
 
+// refillDelay separates an allocation from the refill it causes.
+const refillDelay = 250 * time.Millisecond
+
 // acquire returns the session of k, allocating one on first use, and
 // counts a request in flight on it until release is called.
 func (p *Pool) acquire(ctx context.Context, k SessionKey) (*Session, func(), error) {
@@ -279,7 +282,9 @@ func (p *Pool) acquire(ctx context.Context, k SessionKey) (*Session, func(), err
 			return nil, nil, err
 		}
 		p.opt.Metrics.allocation.WithLabelValues(p.cfg.Name, source).Observe(time.Since(t0).Seconds())
-		p.poke() // refill
+		// Refill a moment later: creating a sandbox takes the CPU that the
+		// session's first execution, typically right behind, needs.
+		time.AfterFunc(refillDelay, p.poke)
 	}
 	select {
 	case <-s.ready:
@@ -353,6 +358,9 @@ func (p *Pool) create(ctx context.Context) (*sandbox.Sandbox, error) {
 	sb, err := p.eng.Create(ctx, p.spec)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err != nil && p.ctx != nil && p.ctx.Err() != nil {
+		return nil, err // closing: not a failure of the engine
+	}
 	if err != nil {
 		p.failures++
 		p.lastErr = errcode.Public(err)
