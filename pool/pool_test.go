@@ -366,3 +366,40 @@ func TestAdoptionRestoresSessions(t *testing.T) {
 		t.Fatal("strays were not removed")
 	}
 }
+
+func TestCloseDrainsRequestsInFlight(t *testing.T) {
+	f := newFake()
+	p := newTestPool(t, f, t.TempDir(), Config{Scale: ScaleConfig{ReadySessionInstances: intp(0)}}, &clock{t: time.Now()})
+	k := key(t, "p", "draining")
+	s, rel, err := p.acquire(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close(context.Background()) }()
+	waitFor(t, "close to begin", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.closed })
+	if _, _, err := p.acquire(context.Background(), k); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("a request during shutdown: %v", err)
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned with a request in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	rel()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if !f.isRunning(s.sb.ID) {
+		t.Fatal("Close removed a session's sandbox")
+	}
+	// A deadline bounds the drain.
+	p2 := newTestPool(t, f, t.TempDir(), Config{Scale: ScaleConfig{ReadySessionInstances: intp(0)}}, &clock{t: time.Now()})
+	_, rel2, _ := p2.acquire(context.Background(), key(t, "p", "stuck-request"))
+	defer rel2()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p2.Close(ctx); errcode.Of(err) != errcode.Timeout {
+		t.Fatalf("Close past its deadline: %v", err)
+	}
+}
