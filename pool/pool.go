@@ -461,6 +461,12 @@ func (p *Pool) expire() {
 			delete(p.lost, h)
 		}
 	}
+	p.unlockThen(changed, gone)
+}
+
+// unlockThen releases p.mu, then saves the state (when changed) and
+// removes sbs: file writes and engine calls never run under the lock.
+func (p *Pool) unlockThen(changed bool, sbs []*sandbox.Sandbox) {
 	var entries []stateEntry
 	if changed {
 		entries = p.entriesLocked()
@@ -469,7 +475,7 @@ func (p *Pool) expire() {
 	if changed {
 		p.saveOrLog(entries)
 	}
-	for _, sb := range gone {
+	for _, sb := range sbs {
 		p.remove(sb)
 	}
 }
@@ -548,17 +554,7 @@ func (p *Pool) checkHealth() {
 			changed = true
 		}
 	}
-	var entries []stateEntry
-	if changed {
-		entries = p.entriesLocked()
-	}
-	p.mu.Unlock()
-	if changed {
-		p.saveOrLog(entries)
-	}
-	for _, sb := range dead {
-		p.remove(sb)
-	}
+	p.unlockThen(changed, dead)
 }
 
 // loseLocked ends a session whose sandbox died. The loss is reported to
