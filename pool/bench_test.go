@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,14 +16,6 @@ import (
 
 // Run with `make bench`.
 
-func reportLatency(b *testing.B, d []time.Duration) {
-	slices.Sort(d)
-	pct := func(p float64) float64 {
-		return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-}
 
 // BenchmarkFirstExecution: the first execution (`x = 1`) on a new
 // identifier, with a warm sandbox waiting (warm) and with none, so the
@@ -62,7 +53,7 @@ func BenchmarkFirstExecution(b *testing.B) {
 					b.StartTimer()
 				}
 				b.StopTimer()
-				reportLatency(b, d)
+				podmantest.ReportLatency(b, d)
 			})
 		}
 	}

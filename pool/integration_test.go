@@ -71,10 +71,13 @@ func (h *harness) start() *pool.Manager {
 	defer cancel()
 	m, err := pool.NewManager(ctx, []pool.Config{h.cfg}, pool.ManagerOptions{
 		Engines:  map[string]pool.Engine{h.cfg.Runtime: h.eng},
-		StateDir: h.dir, ServerID: h.serverID, Metrics: met,
-		Labels: map[string]string{podmantest.LabelRun: podmantest.RunID()},
-		Log:    zerolog.New(zerolog.NewTestWriter(h.t)).Level(zerolog.WarnLevel),
-		Tick:   200 * time.Millisecond, HealthInterval: 500 * time.Millisecond,
+		StateDir: h.dir,
+		Settings: pool.Settings{
+			ServerID: h.serverID, Metrics: met,
+			Labels: map[string]string{podmantest.LabelRun: podmantest.RunID()},
+			Log:    zerolog.New(zerolog.NewTestWriter(h.t)).Level(zerolog.WarnLevel),
+			Tick:   200 * time.Millisecond, HealthInterval: 500 * time.Millisecond,
+		},
 	})
 	if err != nil {
 		h.t.Fatal(err)

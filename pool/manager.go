@@ -24,15 +24,7 @@ type ManagerOptions struct {
 	// StateDir holds the session hashing secret (session.key) and the
 	// pools' state files.
 	StateDir string
-	// ServerID: see Options.ServerID.
-	ServerID string
-	Metrics  *Metrics
-	// Labels: see Options.Labels.
-	Labels map[string]string
-	Log    zerolog.Logger
-	// Tick and HealthInterval: see Options.
-	Tick           time.Duration
-	HealthInterval time.Duration
+	Settings
 }
 
 // Manager runs the pools of one server.
@@ -75,13 +67,8 @@ func NewManager(ctx context.Context, cfgs []Config, opt ManagerOptions) (_ *Mana
 	if err != nil {
 		return nil, err
 	}
-	if opt.ServerID == "" {
-		opt.ServerID = "sandpool"
-	}
-	if opt.Metrics == nil {
-		if opt.Metrics, err = NewMetrics(nil); err != nil {
-			return nil, err
-		}
+	if err := opt.setDefaults(); err != nil {
+		return nil, err
 	}
 	m := &Manager{pools: map[string]*Pool{}, hasher: h}
 	defer func() {
@@ -102,7 +89,7 @@ func NewManager(ctx context.Context, cfgs []Config, opt ManagerOptions) (_ *Mana
 			defer wg.Done()
 			p, err := New(ctx, c, Options{
 				Engine: opt.Engines[c.Runtime], Hasher: h, StateDir: filepath.Join(opt.StateDir, "pools"),
-				ServerID: opt.ServerID, Metrics: opt.Metrics, Labels: opt.Labels, Log: opt.Log, Tick: opt.Tick, HealthInterval: opt.HealthInterval,
+				Settings: opt.Settings,
 			})
 			mu.Lock()
 			defer mu.Unlock()

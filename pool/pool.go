@@ -71,16 +71,13 @@ var (
 	ErrShuttingDown = errcode.New(errcode.ShuttingDown, "the server is shutting down")
 )
 
-// Options are a pool's dependencies.
-type Options struct {
-	Engine Engine
-	Hasher *Hasher
-	// StateDir holds the pool's state file.
-	StateDir string
+// Settings are what every pool of a server shares.
+type Settings struct {
 	// ServerID is put on every sandbox ([A-Za-z0-9._-]); a server adopts
 	// and reaps only sandboxes with its own id. Default "sandpool".
 	ServerID string
-	Metrics  *Metrics
+	// Metrics default to an unregistered set.
+	Metrics *Metrics
 	// Labels are added to every sandbox (keys "sandpool.*"), e.g. to mark
 	// a test run.
 	Labels map[string]string
@@ -92,6 +89,36 @@ type Options struct {
 	HealthInterval time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+}
+
+func (s *Settings) setDefaults() error {
+	setDef(&s.ServerID, "sandpool")
+	if s.Tick <= 0 {
+		s.Tick = time.Second
+	}
+	if s.HealthInterval <= 0 {
+		s.HealthInterval = 5 * time.Second
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Metrics == nil {
+		m, err := NewMetrics(nil)
+		if err != nil {
+			return err
+		}
+		s.Metrics = m
+	}
+	return nil
+}
+
+// Options are a pool's dependencies.
+type Options struct {
+	Engine Engine
+	Hasher *Hasher
+	// StateDir holds the pool's state file.
+	StateDir string
+	Settings
 }
 
 // Pool is one session pool: a warm pool of Ready sandboxes and the
@@ -153,20 +180,11 @@ func New(ctx context.Context, cfg Config, opt Options) (*Pool, error) {
 	if err := cfg.Normalize(); err != nil {
 		return nil, err
 	}
-	if opt.Engine == nil || opt.Hasher == nil || opt.Metrics == nil || opt.StateDir == "" {
-		return nil, errors.New("pool: Engine, Hasher, Metrics and StateDir are required")
+	if opt.Engine == nil || opt.Hasher == nil || opt.StateDir == "" {
+		return nil, errors.New("pool: Engine, Hasher and StateDir are required")
 	}
-	if opt.ServerID == "" {
-		opt.ServerID = "sandpool"
-	}
-	if opt.Tick <= 0 {
-		opt.Tick = time.Second
-	}
-	if opt.HealthInterval <= 0 {
-		opt.HealthInterval = 5 * time.Second
-	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if err := opt.setDefaults(); err != nil {
+		return nil, err
 	}
 	st, err := newStore(opt.StateDir, cfg.Name, opt.Hasher)
 	if err != nil {

@@ -129,8 +129,8 @@ func newTestPool(t *testing.T, f *fakeEngine, dir string, cfg Config, clk *clock
 	h, _ := NewHasher([]byte(strings.Repeat("s", 32)))
 	cfg.Image = "localhost/test:1"
 	p, err := New(context.Background(), cfg, Options{
-		Engine: f, Hasher: h, StateDir: dir, Metrics: m, Log: zerolog.Nop(),
-		Tick: time.Hour, HealthInterval: time.Hour, Now: clk.Now,
+		Engine: f, Hasher: h, StateDir: dir,
+		Settings: Settings{Metrics: m, Log: zerolog.Nop(), Tick: time.Hour, HealthInterval: time.Hour, Now: clk.Now},
 	})
 	if err != nil {
 		t.Fatal(err)

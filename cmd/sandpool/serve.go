@@ -80,8 +80,8 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 		return err
 	}
 	m, err := pool.NewManager(ctx, cfg.Pools, pool.ManagerOptions{
-		Engines: engines, StateDir: cfg.Server.StateDir, ServerID: cfg.Server.ServerID,
-		Metrics: met, Log: logging.Component(log, "pool"),
+		Engines: engines, StateDir: cfg.Server.StateDir,
+		Settings: pool.Settings{ServerID: cfg.Server.ServerID, Metrics: met, Log: logging.Component(log, "pool")},
 	})
 	if err != nil {
 		return err

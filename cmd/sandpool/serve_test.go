@@ -80,7 +80,9 @@ pools:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
-	go func() { done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &stderr)
+	}()
 	want := `sandpool_sandboxes{pool="warm",state="Ready"} 2`
 	var body string
 	for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(body, want); time.Sleep(200 * time.Millisecond) {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -217,4 +218,18 @@ func Remove(t testing.TB, e *podman.Engine, sb *sandbox.Sandbox) {
 	if err := e.Remove(ctx, sb.ID); err != nil && !strings.Contains(err.Error(), "no such") {
 		t.Errorf("removing sandbox %s: %v", sb.Name, err)
 	}
+}
+
+// ReportLatency reports the p50 and p99 of d in milliseconds as custom
+// benchmark metrics. It sorts d.
+func ReportLatency(b *testing.B, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	pct := func(p float64) float64 {
+		return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,17 +21,6 @@ import (
 // Run with `make bench`. Figures are reported as custom metrics: p50 and
 // p99 latency in milliseconds, and the per-op mean Go prints.
 
-func reportLatency(b *testing.B, d []time.Duration) {
-	if len(d) == 0 {
-		return
-	}
-	slices.Sort(d)
-	pct := func(p float64) float64 {
-		return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-}
 
 // BenchmarkExecuteTiny: `x = 1` round trip through Conn.Execute on a
 // running sandbox (one long-lived multiplexed stream).
@@ -59,7 +47,7 @@ func BenchmarkExecuteTiny(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			reportLatency(b, d)
+			podmantest.ReportLatency(b, d)
 		})
 	}
 }
@@ -100,7 +88,7 @@ func BenchmarkPodmanExecBaseline(b *testing.B) {
 				d = append(d, time.Since(t0))
 			}
 			b.StopTimer()
-			reportLatency(b, d)
+			podmantest.ReportLatency(b, d)
 		})
 	}
 }
@@ -120,7 +108,7 @@ func BenchmarkCreateReady(b *testing.B) {
 				podmantest.Remove(b, e, sb)
 				b.StartTimer()
 			}
-			reportLatency(b, d)
+			podmantest.ReportLatency(b, d)
 		})
 	}
 }
