@@ -25,7 +25,7 @@ func (p *Pool) adopt(ctx context.Context) error {
 		p.log.Error().Err(err).Msg("ignoring the pool state file")
 		entries = nil
 	}
-	list, err := p.eng.List(ctx, map[string]string{LabelServer: p.labels[LabelServer], LabelPool: p.cfg.Name})
+	list, err := p.list(ctx)
 	if err != nil {
 		return errcode.Wrap(errcode.Unavailable, "cannot list the pool's sandboxes", err)
 	}
@@ -54,6 +54,9 @@ func (p *Pool) adopt(ctx context.Context) error {
 			if sb == nil {
 				removed++
 				return
+			}
+			if v := sb.BootInfo.Kernel.Python; v != "" {
+				p.python = v
 			}
 			if !allocated {
 				p.ready = append(p.ready, sb)

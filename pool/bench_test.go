@@ -16,7 +16,6 @@ import (
 
 // Run with `make bench`.
 
-
 // BenchmarkFirstExecution: the first execution (`x = 1`) on a new
 // identifier, with a warm sandbox waiting (warm) and with none, so the
 // sandbox is created, started and warmed on the request (cold).

@@ -344,6 +344,9 @@ func (q *Quantity) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// Bytes is q as a plain int64.
+func (q Quantity) Bytes() int64 { return int64(q) }
+
 // String formats q with the largest binary unit that divides it.
 func (q Quantity) String() string {
 	for _, u := range []struct {

@@ -322,3 +322,58 @@ func TestEngineOutage(t *testing.T) {
 		}
 	})
 }
+
+// TestRestartMidUse: shutdown waits for an execution in flight, refuses new
+// work, and the next start keeps sessions (whatever the config now says)
+// but replaces warm sandboxes made from a spec that changed.
+func TestRestartMidUse(t *testing.T) {
+	eachRuntime(t, func(t *testing.T, rt podmantest.Runtime) {
+		h := newHarness(t, rt, podmantest.Engine(t, rt), pool.Config{
+			Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(1)},
+		})
+		m := h.start()
+		p := m.Pool(h.cfg.Name)
+		k := key(t, "alice", "mid-use")
+		mustExec(t, p, k, "x = 1\nopen('kept.txt', 'w').write('yes')", "3")
+		waitStatus(t, p, "refill", func(s pool.Status) bool { return s.Ready == 1 })
+
+		done := make(chan error, 1)
+		go func() {
+			got, err := exec(t, p, k, "import time\ntime.sleep(3)\nx = 2\nx")
+			if err == nil && got != "2" {
+				err = fmt.Errorf("got %q", got)
+			}
+			done <- err
+		}()
+		waitStatus(t, p, "the execution to start", func(s pool.Status) bool { return s.InFlight == 1 })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the execution in flight: %v", err)
+			}
+		default:
+			t.Fatal("Close returned before the execution in flight ended")
+		}
+		if _, err := exec(t, p, k, "x"); !errors.Is(err, pool.ErrShuttingDown) {
+			t.Fatalf("after close: %v", err)
+		}
+
+		// A new image size changes the spec: the warm sandbox is replaced,
+		// the session keeps its sandbox.
+		h.cfg.Resources.Memory = 768 << 20
+		p = h.start().Pool(h.cfg.Name)
+		if st := p.Status(); st.Allocated != 1 || st.Adopted != 1 {
+			t.Fatalf("after restart: %+v", st)
+		}
+		mustExec(t, p, k, "x, open('kept.txt').read()", "(2, 'yes')")
+		waitStatus(t, p, "a new warm sandbox", func(s pool.Status) bool { return s.Ready == 1 && s.Deleting == 0 })
+		if n := h.count(); n != 2 {
+			t.Fatalf("%d sandboxes, want 2", n)
+		}
+	})
+}

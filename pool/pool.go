@@ -154,6 +154,8 @@ type Pool struct {
 	lastErr  string
 	retryAt  time.Time
 	adopted  int
+	python   string // Python version of the last sandbox booted
+	started  time.Time
 }
 
 // Session is a session: a sandbox bound to a (principal, identifier) for
@@ -202,6 +204,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Pool, error) {
 		kick:     make(chan struct{}, 1),
 		sessions: map[string]*Session{},
 		lost:     map[string]time.Time{},
+		started:  opt.Now(),
 	}
 	spec, err := cfg.spec(nil)
 	if err != nil {
@@ -233,6 +236,9 @@ func specHash(s sandbox.Spec) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "%+v", s))
 	return hex.EncodeToString(h[:8])
 }
+
+// Started is when the pool started (in this server).
+func (p *Pool) Started() time.Time { return p.started }
 
 // Name is the pool's name.
 func (p *Pool) Name() string { return p.cfg.Name }
@@ -388,6 +394,7 @@ func (p *Pool) create(ctx context.Context) (*sandbox.Sandbox, error) {
 		return nil, err
 	}
 	p.failures, p.lastErr = 0, ""
+	p.python = sb.BootInfo.Kernel.Python
 	return sb, nil
 }
 
@@ -542,12 +549,18 @@ func (p *Pool) entriesLocked() []stateEntry {
 	return out
 }
 
+// list lists every sandbox of this pool and server. Not by p.labels: the
+// spec label would hide adopted sessions running on an older spec.
+func (p *Pool) list(ctx context.Context) ([]sandbox.Summary, error) {
+	return p.eng.List(ctx, map[string]string{LabelServer: p.labels[LabelServer], LabelPool: p.cfg.Name})
+}
+
 // checkHealth finds sandboxes that stopped: their sessions are lost (and
 // reported once), warm ones are dropped. A failing engine changes nothing.
 func (p *Pool) checkHealth() {
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
-	list, err := p.eng.List(ctx, p.labels)
+	list, err := p.list(ctx)
 	if err != nil {
 		return
 	}
@@ -572,6 +585,7 @@ func (p *Pool) checkHealth() {
 			changed = true
 		}
 	}
+	p.deleting += len(dead)
 	p.unlockThen(changed, dead)
 }
 

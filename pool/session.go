@@ -48,7 +48,7 @@ func (p *Pool) died(ctx context.Context, s *Session) bool {
 		if gone {
 			return true
 		}
-		list, err := p.eng.List(ctx, p.labels)
+		list, err := p.list(ctx)
 		if err != nil {
 			return false
 		}
@@ -226,12 +226,17 @@ type Status struct {
 	Deleting              int
 	MaxConcurrentSessions int
 	ReadySessionInstances int
+	// InFlight counts requests being served (executions, file calls).
+	InFlight int
 	// Adopted counts sandboxes adopted at start.
 	Adopted int
 	// CreationFailures counts consecutive failed creations; LastError is
 	// the last one's public message. Both reset on a success.
 	CreationFailures int
 	LastError        string
+	// Python is the Python version of the last sandbox started ("" before
+	// the first).
+	Python string
 }
 
 // Status returns the pool's counts.
@@ -245,9 +250,11 @@ func (p *Pool) Status() Status {
 		Deleting:              p.deleting,
 		MaxConcurrentSessions: p.cfg.Scale.MaxConcurrentSessions,
 		ReadySessionInstances: p.cfg.ready(),
+		InFlight:              p.inflight,
 		Adopted:               p.adopted,
 		CreationFailures:      p.failures,
 		LastError:             p.lastErr,
+		Python:                p.python,
 	}
 	for _, s := range p.sessions {
 		switch s.state {

@@ -10,20 +10,34 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sandpool/sandpool/api"
 	"github.com/sandpool/sandpool/pool"
 )
 
 // fileConfig is sandpool's configuration file: the server and its pools.
 // Every field has a default, so no file is needed.
 type fileConfig struct {
-	Server serverConfig  `yaml:"server"`
-	Pools  []pool.Config `yaml:"pools"`
+	Server serverConfig `yaml:"server"`
+	Pools  []poolEntry  `yaml:"pools"`
+}
+
+// poolEntry is a pool's configuration with, optionally, its own auth
+// (replacing the server's for that pool).
+type poolEntry struct {
+	pool.Config `yaml:",inline"`
+	Auth        *api.AuthConfig `yaml:"auth"`
 }
 
 type serverConfig struct {
-	// Listen is the HTTP address (health and metrics for now); default
-	// 127.0.0.1:8080.
+	// Listen is the HTTP address; default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
+	// Auth: API keys and/or JWT validation for every pool (a pool may
+	// replace it). Without any, the server runs unauthenticated and
+	// listens on loopback only, unless AllowUnauthenticatedRemote.
+	Auth                       api.AuthConfig `yaml:"auth"`
+	AllowUnauthenticatedRemote bool           `yaml:"allowUnauthenticatedRemote"`
+	// Limits bound request sizes, timeouts and per-caller rates.
+	Limits api.Limits `yaml:"limits"`
 	// StateDir holds the session secret, pool state and podman sockets;
 	// default /var/lib/sandpool.
 	StateDir string `yaml:"stateDir"`
@@ -80,7 +94,7 @@ func loadConfig(path string) (*fileConfig, error) {
 		errs = append(errs, fmt.Errorf("server.listen: %w", err))
 	}
 	if len(c.Pools) == 0 {
-		c.Pools = []pool.Config{{}}
+		c.Pools = []poolEntry{{}}
 	}
 	for i := range c.Pools {
 		if err := c.Pools[i].Normalize(); err != nil {
@@ -88,4 +102,24 @@ func loadConfig(path string) (*fileConfig, error) {
 		}
 	}
 	return &c, errors.Join(errs...)
+}
+
+// poolConfigs are the pools' configurations alone.
+func (c *fileConfig) poolConfigs() []pool.Config {
+	out := make([]pool.Config, len(c.Pools))
+	for i, p := range c.Pools {
+		out[i] = p.Config
+	}
+	return out
+}
+
+// poolAuth are the pools' own auth settings, by pool name.
+func (c *fileConfig) poolAuth() map[string]api.AuthConfig {
+	out := map[string]api.AuthConfig{}
+	for _, p := range c.Pools {
+		if p.Auth != nil {
+			out[p.Name] = *p.Auth
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/sandpool/sandpool/api"
 	"github.com/sandpool/sandpool/internal/logging"
 	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox/podman"
@@ -56,7 +58,7 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 			_ = closers[i]()
 		}
 	}()
-	for _, p := range cfg.Pools {
+	for _, p := range cfg.poolConfigs() {
 		if engines[p.Runtime] != nil {
 			continue
 		}
@@ -79,7 +81,7 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 	if err != nil {
 		return err
 	}
-	m, err := pool.NewManager(ctx, cfg.Pools, pool.ManagerOptions{
+	m, err := pool.NewManager(ctx, cfg.poolConfigs(), pool.ManagerOptions{
 		Engines: engines, StateDir: cfg.Server.StateDir,
 		Settings: pool.Settings{ServerID: cfg.Server.ServerID, Metrics: met, Log: logging.Component(log, "pool")},
 	})
@@ -92,14 +94,23 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 		return m.Close(dctx)
 	})
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	surface, err := api.New(ctx, api.Options{
+		Manager: m, Auth: cfg.Server.Auth, PoolAuth: cfg.poolAuth(), Limits: cfg.Server.Limits,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Log: logging.Component(log, "http"),
+	})
+	if err != nil {
+		return err
+	}
+	if surface.Unauthenticated() && !cfg.Server.AllowUnauthenticatedRemote && !loopback(cfg.Server.Listen) {
+		surface.Close(ctx)
+		return fmt.Errorf("server.listen: %s is not a loopback address and no auth is configured; configure server.auth or set server.allowUnauthenticatedRemote", cfg.Server.Listen)
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
+		surface.Close(ctx)
 		return fmt.Errorf("server.listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := surface.HTTPServer(stdlog.New(logging.Component(log, "http"), "", 0))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	for _, p := range m.Pools() {
@@ -114,10 +125,24 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 		return fmt.Errorf("http server: %w", err)
 	}
 	log.Info().Msg("shutting down: draining executions; sessions stay for the next start")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 	defer cancel()
+	surface.Close(sctx)
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn().Err(err).Msg("http shutdown")
 	}
 	return nil
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

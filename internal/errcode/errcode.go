@@ -53,6 +53,13 @@ const (
 	SessionLost Code = "session_lost"
 	// ShuttingDown means the server is stopping and takes no new work.
 	ShuttingDown Code = "shutting_down"
+	// Unauthenticated means the request carried no valid credentials.
+	Unauthenticated Code = "unauthenticated"
+	// Forbidden means the caller is known but may not do this.
+	Forbidden Code = "forbidden"
+	// RateLimited means the caller sent more requests, or more at once,
+	// than its limits allow; Retry-After says when to come back.
+	RateLimited Code = "rate_limited"
 )
 
 // Error is an error with a stable code and a message that is safe to show

@@ -1,0 +1,148 @@
+package api
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/pool"
+)
+
+// Limits bound what one request, and one principal, may ask of the
+// server. Every field has a default.
+type Limits struct {
+	// RequestsPerSecond and Burst: each principal's request rate (default
+	// 100/s, burst 200).
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	Burst             int     `yaml:"burst"`
+	// ConcurrentRequests: each principal's requests in flight (default 64).
+	ConcurrentRequests int `yaml:"concurrentRequests"`
+	// MaxRequestBytes bounds JSON bodies (default 4Mi); MaxCodeBytes the
+	// code of one execution (default 1Mi); MaxUploadBytes one uploaded
+	// file (default 128Mi, as Azure).
+	MaxRequestBytes pool.Quantity `yaml:"maxRequestBytes"`
+	MaxCodeBytes    pool.Quantity `yaml:"maxCodeBytes"`
+	MaxUploadBytes  pool.Quantity `yaml:"maxUploadBytes"`
+	// MaxResponseBytes bounds the images one execution returns (default 32Mi).
+	MaxResponseBytes pool.Quantity `yaml:"maxResponseBytes"`
+	// BodyTimeoutSeconds bounds reading a JSON body (default 30) and
+	// UploadTimeoutSeconds reading an upload (default 600): slow clients
+	// cannot hold a connection open forever.
+	BodyTimeoutSeconds   int `yaml:"bodyTimeoutSeconds"`
+	UploadTimeoutSeconds int `yaml:"uploadTimeoutSeconds"`
+}
+
+func (l *Limits) normalize() error {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defQ := func(v *pool.Quantity, d pool.Quantity) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if l.RequestsPerSecond == 0 {
+		l.RequestsPerSecond = 100
+	}
+	def(&l.Burst, 200)
+	def(&l.ConcurrentRequests, 64)
+	defQ(&l.MaxRequestBytes, 4<<20)
+	defQ(&l.MaxCodeBytes, 1<<20)
+	defQ(&l.MaxUploadBytes, 128<<20)
+	defQ(&l.MaxResponseBytes, 32<<20)
+	def(&l.BodyTimeoutSeconds, 30)
+	def(&l.UploadTimeoutSeconds, 600)
+	var errs []error
+	if l.RequestsPerSecond < 0 || math.IsNaN(l.RequestsPerSecond) || math.IsInf(l.RequestsPerSecond, 0) {
+		errs = append(errs, errors.New("limits.requestsPerSecond: must be positive"))
+	}
+	for name, v := range map[string]int{"burst": l.Burst, "concurrentRequests": l.ConcurrentRequests,
+		"bodyTimeoutSeconds": l.BodyTimeoutSeconds, "uploadTimeoutSeconds": l.UploadTimeoutSeconds} {
+		if v < 0 {
+			errs = append(errs, errors.New("limits."+name+": must be positive"))
+		}
+	}
+	for name, v := range map[string]pool.Quantity{"maxRequestBytes": l.MaxRequestBytes, "maxCodeBytes": l.MaxCodeBytes,
+		"maxUploadBytes": l.MaxUploadBytes, "maxResponseBytes": l.MaxResponseBytes} {
+		if v < 0 {
+			errs = append(errs, errors.New("limits."+name+": must be positive"))
+		}
+	}
+	if l.MaxCodeBytes > l.MaxRequestBytes {
+		errs = append(errs, errors.New("limits.maxCodeBytes: must not exceed maxRequestBytes"))
+	}
+	return errors.Join(errs...)
+}
+
+// limiter applies the per-principal rate and concurrency limits.
+type limiter struct {
+	rps   rate.Limit
+	burst int
+	conc  int
+
+	mu    sync.Mutex
+	by    map[pool.Principal]*principalLimit
+	sweep time.Time
+}
+
+type principalLimit struct {
+	rate     *rate.Limiter
+	inflight int
+	seen     time.Time
+}
+
+// limitError is a refusal with the seconds to wait.
+type limitError struct {
+	error
+	retryAfter int
+}
+
+func newLimiter(l Limits) *limiter {
+	return &limiter{rps: rate.Limit(l.RequestsPerSecond), burst: l.Burst, conc: l.ConcurrentRequests, by: map[pool.Principal]*principalLimit{}}
+}
+
+// admit lets a request of p in, or says when to retry; release must be
+// called when the request ends.
+func (l *limiter) admit(p pool.Principal) (release func(), err error) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.sweep) > time.Minute {
+		// Forget principals idle for 10 minutes: memory stays bounded by
+		// recent callers.
+		for k, v := range l.by {
+			if v.inflight == 0 && now.Sub(v.seen) > 10*time.Minute {
+				delete(l.by, k)
+			}
+		}
+		l.sweep = now
+	}
+	pl := l.by[p]
+	if pl == nil {
+		pl = &principalLimit{rate: rate.NewLimiter(l.rps, l.burst)}
+		l.by[p] = pl
+	}
+	pl.seen = now
+	if pl.inflight >= l.conc {
+		return nil, &limitError{errcode.New(errcode.RateLimited, "too many requests in flight for this caller"), 1}
+	}
+	res := pl.rate.ReserveN(now, 1)
+	if d := res.DelayFrom(now); !res.OK() || d > 0 {
+		res.CancelAt(now)
+		return nil, &limitError{errcode.New(errcode.RateLimited, "request rate limit exceeded for this caller"), max(1, int(math.Ceil(d.Seconds())))}
+	}
+	pl.inflight++
+	return func() {
+		l.mu.Lock()
+		pl.inflight--
+		l.mu.Unlock()
+	}, nil
+}
+
+func (e *limitError) Unwrap() error { return e.error }
