@@ -26,6 +26,9 @@ bench: deps image
 	go test -count=1 -run '^$$' -bench 'CreateReady|IdleMemory' -benchtime 5x ./sandbox/podman/
 	go test -count=1 -run '^$$' -bench 'FirstExecution' -benchtime 20x -timeout 30m ./pool/
 	go test -count=1 -run '^$$' -bench 'Burst' -benchtime 1x -timeout 30m ./pool/
+	go test -count=1 -run '^$$' -bench 'ExecuteHTTP' -benchtime 500x -timeout 20m ./api/
+	go test -count=1 -run '^$$' -bench 'FirstRequestHTTP' -benchtime 20x -timeout 20m ./api/
+	go test -count=1 -run '^$$' -bench 'ConcurrentHTTP' -benchtime 3200x -timeout 20m ./api/
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sandpool-agent ./cmd/sandpool-agent

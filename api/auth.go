@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -82,7 +83,23 @@ var (
 	errForbidden = errcode.New(errcode.Forbidden, "the token does not carry a role that may use this pool")
 )
 
+// ValidateAuth checks c as the server will at start, without fetching a
+// JWKS URL, so configuration errors show before anything starts.
+func ValidateAuth(c AuthConfig) error {
+	a, err := buildAuthenticator(context.Background(), c, zerolog.Nop(), false)
+	if a != nil {
+		a.close()
+	}
+	return err
+}
+
 func newAuthenticator(ctx context.Context, c AuthConfig, log zerolog.Logger) (*authenticator, error) {
+	return buildAuthenticator(ctx, c, log, true)
+}
+
+// buildAuthenticator builds an authenticator; with fetch false a JWKS URL
+// is checked but not fetched.
+func buildAuthenticator(ctx context.Context, c AuthConfig, log zerolog.Logger, fetch bool) (*authenticator, error) {
 	a := &authenticator{keys: map[[32]byte]pool.Principal{}, none: len(c.APIKeys) == 0 && c.JWT == nil}
 	for i, k := range c.APIKeys {
 		field := fmt.Sprintf("apiKeys[%d]", i)
@@ -104,7 +121,7 @@ func newAuthenticator(ctx context.Context, c AuthConfig, log zerolog.Logger) (*a
 	}
 	if c.JWT != nil {
 		jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		v, err := newJWTVerifier(jctx, *c.JWT, log)
+		v, err := newJWTVerifier(jctx, *c.JWT, log, fetch)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("jwt.%w", err)
@@ -183,7 +200,7 @@ type jwtVerifier struct {
 	parser *jwt.Parser
 }
 
-func newJWTVerifier(ctx context.Context, c JWTConfig, log zerolog.Logger) (*jwtVerifier, error) {
+func newJWTVerifier(ctx context.Context, c JWTConfig, log zerolog.Logger, fetch bool) (*jwtVerifier, error) {
 	if c.Issuer == "" {
 		return nil, errors.New("issuer: required")
 	}
@@ -229,6 +246,11 @@ func newJWTVerifier(ctx context.Context, c JWTConfig, log zerolog.Logger) (*jwtV
 		if v.jwks, err = keyfunc.NewJWKSetJSON(json.RawMessage(b)); err != nil {
 			return nil, fmt.Errorf("jwksFile: %w", err)
 		}
+	case c.JWKSURL != "" && !fetch:
+		if _, err := url.ParseRequestURI(c.JWKSURL); err != nil {
+			return nil, fmt.Errorf("jwksUrl: %w", err)
+		}
+		algs = append(algs, "RS256", "ES256")
 	case c.JWKSURL != "":
 		fail := false
 		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{c.JWKSURL}, keyfunc.Override{

@@ -36,13 +36,13 @@ const (
 // env is one runtime's real pool manager; servers of the HTTP surface
 // with various options share it.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	rt  podmantest.Runtime
 	mgr *pool.Manager
 	cfg pool.Config
 }
 
-func newEnv(t *testing.T, rt podmantest.Runtime, cfg pool.Config) *env {
+func newEnv(t testing.TB, rt podmantest.Runtime, cfg pool.Config) *env {
 	podmantest.Check(t, rt)
 	eng := podmantest.Engine(t, rt)
 	cfg.Name = "api-" + rt.Name
@@ -99,7 +99,7 @@ func (e *env) server(opt api.Options, logTo io.Writer) *client {
 }
 
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	base  string
 	token string

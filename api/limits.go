@@ -36,7 +36,8 @@ type Limits struct {
 	UploadTimeoutSeconds int `yaml:"uploadTimeoutSeconds"`
 }
 
-func (l *Limits) normalize() error {
+// Normalize fills in defaults and checks the values, naming bad fields.
+func (l *Limits) Normalize() error {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d

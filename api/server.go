@@ -54,7 +54,7 @@ type Server struct {
 
 // New builds the surface. Close releases it.
 func New(ctx context.Context, opt Options) (*Server, error) {
-	if err := opt.Limits.normalize(); err != nil {
+	if err := opt.Limits.Normalize(); err != nil {
 		return nil, err
 	}
 	s := &Server{
@@ -79,20 +79,6 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		s.poolAuth[name] = a
 	}
 	return s, nil
-}
-
-// Unauthenticated reports whether some route can be called without a
-// token (the server then refuses to listen beyond loopback by default).
-func (s *Server) Unauthenticated() bool {
-	if s.auth.none && len(s.poolAuth) < len(s.mgr.Pools()) {
-		return true
-	}
-	for _, a := range s.poolAuth {
-		if a.none {
-			return true
-		}
-	}
-	return false
 }
 
 // Close stops taking executions, waits (until ctx ends) for asynchronous

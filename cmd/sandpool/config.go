@@ -96,6 +96,22 @@ func loadConfig(path string) (*fileConfig, error) {
 	if len(c.Pools) == 0 {
 		c.Pools = []poolEntry{{}}
 	}
+	if err := s.Limits.Normalize(); err != nil {
+		errs = append(errs, fmt.Errorf("server.%w", err))
+	}
+	if err := api.ValidateAuth(s.Auth); err != nil {
+		errs = append(errs, fmt.Errorf("server.auth.%w", err))
+	}
+	for _, p := range c.Pools {
+		if p.Auth != nil {
+			if err := api.ValidateAuth(*p.Auth); err != nil {
+				errs = append(errs, fmt.Errorf("pools[%s].auth.%w", p.Name, err))
+			}
+		}
+	}
+	if c.unauthenticated() && !s.AllowUnauthenticatedRemote && !loopback(s.Listen) {
+		errs = append(errs, fmt.Errorf("server.listen: %s is not a loopback address and a pool has no auth; configure server.auth or set server.allowUnauthenticatedRemote", s.Listen))
+	}
 	for i := range c.Pools {
 		if err := c.Pools[i].Normalize(); err != nil {
 			errs = append(errs, err)
@@ -122,4 +138,32 @@ func (c *fileConfig) poolAuth() map[string]api.AuthConfig {
 		}
 	}
 	return out
+}
+
+// unauthenticated reports whether some pool takes requests without a token.
+func (c *fileConfig) unauthenticated() bool {
+	none := func(a api.AuthConfig) bool { return len(a.APIKeys) == 0 && a.JWT == nil }
+	for _, p := range c.Pools {
+		a := c.Server.Auth
+		if p.Auth != nil {
+			a = *p.Auth
+		}
+		if none(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

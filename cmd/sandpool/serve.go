@@ -101,10 +101,6 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 	if err != nil {
 		return err
 	}
-	if surface.Unauthenticated() && !cfg.Server.AllowUnauthenticatedRemote && !loopback(cfg.Server.Listen) {
-		surface.Close(ctx)
-		return fmt.Errorf("server.listen: %s is not a loopback address and no auth is configured; configure server.auth or set server.allowUnauthenticatedRemote", cfg.Server.Listen)
-	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		surface.Close(ctx)
@@ -132,17 +128,4 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 		log.Warn().Err(err).Msg("http shutdown")
 	}
 	return nil
-}
-
-// loopback reports whether addr (host:port) listens on loopback only.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -27,6 +27,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"pools: [{scaleConfiguration: {maxSessions: 3}}]", "maxSessions"},
 		{"server: {listen: nowhere}", "server.listen"},
 		{"pools: [{name: a}, {name: a}]", "name"},
+		{"server: {listen: '0.0.0.0:0'}", "server.listen: 0.0.0.0:0 is not a loopback address"},
+		{"server: {listen: '0.0.0.0:0', auth: {apiKeys: [{name: a, key: short}]}}", "apiKeys[0].key"},
+		{"server: {listen: '0.0.0.0:0', auth: {apiKeys: [{name: a, key: 0123456789abcdef}]}}\npools: [{name: open, auth: {}}]", "server.listen"},
+		{"server: {limits: {maxCodeBytes: 8Mi}}", "limits.maxCodeBytes"},
 	}
 	dir := t.TempDir()
 	for i, tc := range tests {
@@ -68,6 +72,7 @@ func TestServeKeepsPoolWarm(t *testing.T) {
   serverId: %s
   agent: %s
   engines: {runc: {socket: %s}}
+  auth: {apiKeys: [{name: ci, key: serve-test-key-0123456789}]}
 pools:
   - name: warm
     runtime: runc
@@ -96,6 +101,32 @@ pools:
 			body = string(b)
 		}
 	}
+	// The data plane answers with the key, and only with it.
+	exec := func(token string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/pools/warm/executions?identifier=serve-test&api-version=2025-10-02-preview", strings.NewReader(`{"code":"40 + 2"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := exec("serve-test-key-0123456789"); code != 200 || !strings.Contains(body, `"executionResult":"42"`) {
+		t.Fatalf("execution: %d %s", code, body)
+	}
+	if code, _ := exec("wrong-key-0123456789"); code != 401 {
+		t.Fatalf("wrong key: %d", code)
+	}
+	for !strings.Contains(body, want) || !strings.Contains(body, `sandpool_sandboxes{pool="warm",state="Allocated"} 1`) { // refilled
+		time.Sleep(200 * time.Millisecond)
+		if r, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			body = string(b)
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -106,7 +137,7 @@ pools:
 		t.Fatal("serve did not stop")
 	}
 	list, err := eng.List(context.Background(), map[string]string{pool.LabelServer: serverID})
-	if err != nil || len(list) != 2 {
-		t.Fatalf("after shutdown: %d sandboxes (%v), want the 2 warm ones kept", len(list), err)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("after shutdown: %d sandboxes (%v), want the session's and the 2 warm ones kept", len(list), err)
 	}
 }

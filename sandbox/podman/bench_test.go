@@ -21,7 +21,6 @@ import (
 // Run with `make bench`. Figures are reported as custom metrics: p50 and
 // p99 latency in milliseconds, and the per-op mean Go prints.
 
-
 // BenchmarkExecuteTiny: `x = 1` round trip through Conn.Execute on a
 // running sandbox (one long-lived multiplexed stream).
 func BenchmarkExecuteTiny(b *testing.B) {
