@@ -30,9 +30,10 @@ func serveCmd() *cobra.Command {
 		Short: "Run the configured session pools and keep them warm",
 		Long: `serve starts the pools of the configuration file (or one default pool),
 adopts the sandboxes a previous run left, keeps readySessionInstances
-sandboxes warm, and serves /healthz and /metrics (Prometheus). On SIGINT or
-SIGTERM it drains executions in flight and leaves sessions running for the
-next start.`,
+sandboxes warm, and serves the HTTP API: the Azure dynamic-sessions data
+plane under /pools/{pool}, /pools, /healthz, /readyz and /metrics. On
+SIGINT or SIGTERM it drains executions in flight and leaves sessions
+running for the next start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cfgPath)

@@ -141,3 +141,21 @@ pools:
 		t.Fatalf("after shutdown: %d sandboxes (%v), want the session's and the 2 warm ones kept", len(list), err)
 	}
 }
+
+// TestExampleConfigLoads: the README's example file is valid, and says
+// which field is wrong when its key is missing.
+func TestExampleConfigLoads(t *testing.T) {
+	const path = "../../examples/pools/sandpool.yaml"
+	t.Setenv("SANDPOOL_KEY", "")
+	if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "server.auth.apiKeys[0].key") {
+		t.Fatalf("without SANDPOOL_KEY: %v", err)
+	}
+	t.Setenv("SANDPOOL_KEY", "example-key-0123456789")
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Pools) == 0 || cfg.Pools[0].Name != "python" {
+		t.Fatalf("pools: %+v", cfg.Pools)
+	}
+}
