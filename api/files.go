@@ -75,6 +75,23 @@ type fileView struct {
 	dir string // relative to /mnt/data
 }
 
+// viewOf is the view of the file at p (relative to /mnt/data).
+func viewOf(p string, fi sandbox.FileInfo) fileView {
+	dir, name := path.Split(p)
+	fi.Name = name
+	return fileView{fi: fi, dir: strings.TrimSuffix(dir, "/")}
+}
+
+// writeFile answers with one file: a resource in the executions
+// generation, a one-entry listing in the older ones.
+func writeFile(w http.ResponseWriter, g generation, f fileView) {
+	if g == genExecutions {
+		writeJSON(w, http.StatusOK, f.resource())
+		return
+	}
+	writeJSON(w, http.StatusOK, encodeFiles(g, []fileView{f}))
+}
+
 func (f fileView) rel() string {
 	if f.dir == "" {
 		return f.fi.Name
@@ -195,15 +212,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, c *call, g gener
 			writeError(w, err)
 			return
 		}
-		dir, _ := path.Split(p)
-		f := fileView{fi: fi, dir: strings.TrimSuffix(dir, "/")}
-		f.fi.Name = path.Base(p)
-		switch g {
-		case genExecutions:
-			writeJSON(w, http.StatusOK, f.resource())
-		default:
-			writeJSON(w, http.StatusOK, encodeFiles(g, []fileView{f}))
-		}
+		writeFile(w, g, viewOf(p, fi))
 		return
 	}
 }
@@ -271,14 +280,11 @@ func (s *Server) stat(w http.ResponseWriter, r *http.Request, c *call, name stri
 		writeError(w, err)
 		return
 	}
-	dir, _ := path.Split(p)
-	f := fileView{fi: fi, dir: strings.TrimSuffix(dir, "/")}
-	f.fi.Name = path.Base(p)
-	if c.fileGen() == genExecutions {
-		writeJSON(w, http.StatusOK, f.resource())
-		return
+	g := c.fileGen()
+	if g != genExecutions {
+		g = genProperties
 	}
-	writeJSON(w, http.StatusOK, encodeFiles(genProperties, []fileView{f}))
+	writeFile(w, g, viewOf(p, fi))
 }
 
 // remove serves DELETE files/{name}.

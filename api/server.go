@@ -317,7 +317,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, seg [
 	case route == "session":
 		switch m {
 		case "GET":
-			s.getSession(w, c, false)
+			s.getSession(w, c)
 		case "DELETE":
 			s.deleteSession(w, r, c, false)
 		default:
@@ -329,7 +329,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, seg [
 	case route == "metadata":
 		return s.only(w, m, "GET", "metadata", func() { s.metadata(w, c) })
 	case route == ".management/getSession":
-		return s.only(w, m, "POST", route, func() { s.getSession(w, c, true) })
+		return s.only(w, m, "POST", route, func() { s.getSession(w, c) })
 	case route == ".management/listSessions":
 		return s.only(w, m, "POST", route, func() { s.listSessions(w, c, route) })
 	case route == ".management/stopSession":

@@ -29,7 +29,7 @@ func sessionView(si pool.SessionInfo) map[string]any {
 
 // getSession serves GET session and POST .management/getSession. It never
 // creates a session.
-func (s *Server) getSession(w http.ResponseWriter, c *call, _ bool) {
+func (s *Server) getSession(w http.ResponseWriter, c *call) {
 	k, err := c.key("")
 	if err != nil {
 		writeError(w, err)
