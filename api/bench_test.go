@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,7 +79,7 @@ func BenchmarkExecuteHTTP(b *testing.B) {
 			}
 			b.StopTimer()
 			podmantest.ReportLatency(b, viaHTTP)
-			reportBaseline(b, "direct", direct)
+			podmantest.ReportLatencyAs(b, "direct-", direct)
 		})
 	}
 }
@@ -153,12 +152,4 @@ func BenchmarkConcurrentHTTP(b *testing.B) {
 			b.ReportMetric(float64(per*clients)/time.Since(t0).Seconds(), "exec/s")
 		})
 	}
-}
-
-func reportBaseline(b *testing.B, name string, d []time.Duration) {
-	if len(d) == 0 {
-		return
-	}
-	slices.Sort(d)
-	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, name+"-p50-ms")
 }

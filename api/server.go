@@ -305,25 +305,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, seg [
 		return s.only(w, m, "GET", "files/{name}/content", func() { s.download(w, r, c, unescapeJoin(seg[1:len(seg)-1])) })
 	case len(seg) > 1 && seg[0] == "files":
 		name := unescapeJoin(seg[1:])
-		switch m {
-		case "GET":
-			s.stat(w, r, c, name)
-		case "DELETE":
-			s.remove(w, r, c, name)
-		default:
-			methodNotAllowed(w, "GET, DELETE")
-		}
-		return "files/{name}"
+		return getOrDelete(w, m, "files/{name}", func() { s.stat(w, r, c, name) }, func() { s.remove(w, r, c, name) })
 	case route == "session":
-		switch m {
-		case "GET":
-			s.getSession(w, c)
-		case "DELETE":
-			s.deleteSession(w, r, c, false)
-		default:
-			methodNotAllowed(w, "GET, DELETE")
-		}
-		return "session"
+		return getOrDelete(w, m, "session", func() { s.getSession(w, c) }, func() { s.deleteSession(w, r, c, false) })
 	case route == "listSessions":
 		return s.only(w, m, "GET", "listSessions", func() { s.listSessions(w, c, route) })
 	case route == "metadata":
@@ -346,6 +330,19 @@ func (s *Server) only(w http.ResponseWriter, got, want, route string, fn func())
 		return route
 	}
 	fn()
+	return route
+}
+
+// getOrDelete serves a route that answers GET and DELETE.
+func getOrDelete(w http.ResponseWriter, got, route string, get, del func()) string {
+	switch got {
+	case "GET":
+		get()
+	case "DELETE":
+		del()
+	default:
+		methodNotAllowed(w, "GET, DELETE")
+	}
 	return route
 }
 

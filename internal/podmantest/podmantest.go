@@ -222,7 +222,11 @@ func Remove(t testing.TB, e *podman.Engine, sb *sandbox.Sandbox) {
 
 // ReportLatency reports the p50 and p99 of d in milliseconds as custom
 // benchmark metrics. It sorts d.
-func ReportLatency(b *testing.B, d []time.Duration) {
+func ReportLatency(b *testing.B, d []time.Duration) { ReportLatencyAs(b, "", d) }
+
+// ReportLatencyAs is ReportLatency with the metrics' names prefixed, for a
+// baseline measured in the same run ("direct-p50-ms").
+func ReportLatencyAs(b *testing.B, prefix string, d []time.Duration) {
 	if len(d) == 0 {
 		return
 	}
@@ -230,6 +234,6 @@ func ReportLatency(b *testing.B, d []time.Duration) {
 	pct := func(p float64) float64 {
 		return float64(d[min(len(d)-1, int(float64(len(d))*p))].Microseconds()) / 1000
 	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(0.50), prefix+"p50-ms")
+	b.ReportMetric(pct(0.99), prefix+"p99-ms")
 }
