@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,5 +206,54 @@ func TestAuthConfigErrors(t *testing.T) {
 		if _, err := newAuthenticator(context.Background(), tc.cfg, zerolog.Nop()); err == nil {
 			t.Errorf("%s: accepted", tc.name)
 		}
+	}
+}
+
+// TestJWKSURLFailures: a JWKS URL that cannot be fetched at start stops
+// the server with a message naming the field; one that fails later keeps
+// the keys it had.
+func TestJWKSURLFailures(t *testing.T) {
+	keys := newTestKeys(t)
+	var broken atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if broken.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(keys.jwks)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := func(u string) AuthConfig {
+		return AuthConfig{JWT: &JWTConfig{Issuer: testIssuer, Audiences: []string{testAudience}, JWKSURL: u}}
+	}
+
+	broken.Store(true)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	for _, u := range []string{srv.URL, closed.URL} {
+		a, err := newAuthenticator(context.Background(), cfg(u), zerolog.Nop())
+		if err == nil {
+			a.close()
+			t.Fatalf("%s: started with an unreachable JWKS", u)
+		}
+		if !strings.HasPrefix(err.Error(), "jwt.jwksUrl: ") {
+			t.Fatalf("error does not name the field: %v", err)
+		}
+	}
+
+	broken.Store(false)
+	a, err := newAuthenticator(context.Background(), cfg(srv.URL), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	broken.Store(true)
+	// An unknown key id triggers a refresh, which fails; known keys still work.
+	if _, err := a.authenticate(bearer(sign(t, jwt.SigningMethodRS256, "rsa-9", keys.rsa, claims(nil)))); errcode.Of(err) != errcode.Unauthenticated {
+		t.Fatalf("unknown key id: %v", err)
+	}
+	if _, err := a.authenticate(bearer(sign(t, jwt.SigningMethodRS256, "rsa-1", keys.rsa, claims(nil)))); err != nil {
+		t.Fatalf("known key after a failed refresh: %v", err)
 	}
 }

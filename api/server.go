@@ -29,9 +29,15 @@ type Options struct {
 	Limits   Limits
 	// Metrics serves GET /metrics when set.
 	Metrics http.Handler
-	// Fallback serves paths this surface does not own (e.g. /mcp).
+	// Fallback serves paths this surface does not own.
 	Fallback http.Handler
-	Log      zerolog.Logger
+	// MCP returns the MCP (Streamable HTTP) handler of a pool, served at
+	// /pools/{pool}/mcp behind the pool's auth and limits, with the caller
+	// in the request's context (PrincipalFrom). Nil: no MCP routes.
+	MCP func(pool string) http.Handler
+	// MCPPool is the pool also served at /mcp; default the first pool.
+	MCPPool string
+	Log     zerolog.Logger
 }
 
 // Server is the HTTP data plane: Azure dynamic-sessions routes under
@@ -45,6 +51,8 @@ type Server struct {
 	execs    *execStore
 	metrics  http.Handler
 	fallback http.Handler
+	mcp      map[string]http.Handler
+	mcpPool  string
 	log      zerolog.Logger
 
 	mu      sync.Mutex
@@ -61,6 +69,19 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		mgr: opt.Manager, limits: opt.Limits, limiter: newLimiter(opt.Limits),
 		execs: newExecStore(opt.Manager.Hasher()), metrics: opt.Metrics, fallback: opt.Fallback,
 		log: opt.Log, poolAuth: map[string]*authenticator{}, warmed: map[string]bool{},
+	}
+	if opt.MCP != nil {
+		s.mcp = map[string]http.Handler{}
+		for _, p := range opt.Manager.Pools() {
+			s.mcp[p.Name()] = opt.MCP(p.Name())
+		}
+		s.mcpPool = opt.MCPPool
+		if s.mcpPool == "" && len(opt.Manager.Pools()) > 0 {
+			s.mcpPool = opt.Manager.Pools()[0].Name()
+		}
+		if s.mcp[s.mcpPool] == nil {
+			return nil, fmt.Errorf("mcp.pool: no pool %q", s.mcpPool)
+		}
 	}
 	var err error
 	if s.auth, err = newAuthenticator(ctx, opt.Auth, opt.Log); err != nil {
@@ -214,6 +235,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listPools(rec, r, &ev)
 	case strings.HasPrefix(path, "/pools/"):
 		s.poolRoute(rec, r, path, &ev)
+	case path == "/mcp" && s.mcp != nil:
+		s.poolRoute(rec, r, "/pools/"+url.PathEscape(s.mcpPool)+"/mcp", &ev)
 	case s.fallback != nil:
 		ev.route = "fallback"
 		s.fallback.ServeHTTP(rec, r)
@@ -245,6 +268,13 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 		return
 	}
 	ev.pool = name
+	if rest == "mcp" && s.mcp != nil && r.Method != "POST" {
+		// GET (the notification stream) and DELETE run no code: not
+		// counted against the caller's in-flight limit.
+		ev.route = "mcp"
+		s.mcp[name].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal)))
+		return
+	}
 	release, err := s.limiter.admit(principal)
 	if err != nil {
 		ev.route = "limited"
@@ -275,6 +305,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, seg [
 	switch {
 	case route == "":
 		return s.only(w, m, "GET", "pool", func() { s.getPool(w, c) })
+	case route == "mcp" && s.mcp != nil:
+		s.mcp[c.pool.Name()].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, c.principal)))
+		return "mcp"
 	case route == "python/execute":
 		return s.only(w, m, "POST", "python/execute", func() { s.handleExecute(w, r, c, genLegacy) })
 	case route == "code/execute":
@@ -492,3 +525,18 @@ func (r *recorder) Write(p []byte) (int, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush lets streamed responses (MCP's server-sent events) through.
+func (r *recorder) Flush() {
+	r.wrote = true
+	_ = http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated caller of a request that an MCP
+// handler (Options.MCP) serves.
+func PrincipalFrom(ctx context.Context) (pool.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(pool.Principal)
+	return p, ok
+}

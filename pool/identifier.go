@@ -110,3 +110,8 @@ func (h *Hasher) sub(purpose string) []byte {
 	m.Write([]byte("derive\x00" + purpose))
 	return m.Sum(nil)
 }
+
+// Derive returns a 32-byte key for purpose, derived from the secret: a
+// surface that mints its own tokens (MCP session ids) keys them with it,
+// so they stay valid across restarts without a secret of their own.
+func (h *Hasher) Derive(purpose string) []byte { return h.sub("surface\x00" + purpose) }

@@ -50,6 +50,19 @@ type serverConfig struct {
 	// starts and supervises a service per runtime.
 	Engines map[string]engineConfig `yaml:"engines"`
 	Log     logConfig               `yaml:"log"`
+	// MCP configures the MCP endpoint (Streamable HTTP at /mcp and
+	// /pools/{pool}/mcp).
+	MCP mcpConfig `yaml:"mcp"`
+}
+
+type mcpConfig struct {
+	// Disabled turns the MCP endpoints off.
+	Disabled bool `yaml:"disabled"`
+	// Pool is the pool served at /mcp; default the first pool.
+	Pool string `yaml:"pool"`
+	// IdleTimeoutInSeconds ends MCP sessions idle this long, releasing
+	// their sandboxes; default the pool's cooldownPeriodInSeconds.
+	IdleTimeoutInSeconds int `yaml:"idleTimeoutInSeconds"`
 }
 
 type engineConfig struct {
@@ -112,10 +125,18 @@ func loadConfig(path string) (*fileConfig, error) {
 	if c.unauthenticated() && !s.AllowUnauthenticatedRemote && !loopback(s.Listen) {
 		errs = append(errs, fmt.Errorf("server.listen: %s is not a loopback address and a pool has no auth; configure server.auth or set server.allowUnauthenticatedRemote", s.Listen))
 	}
+	found := s.MCP.Pool == ""
 	for i := range c.Pools {
 		if err := c.Pools[i].Normalize(); err != nil {
 			errs = append(errs, err)
 		}
+		found = found || c.Pools[i].Name == s.MCP.Pool
+	}
+	if !found {
+		errs = append(errs, fmt.Errorf("server.mcp.pool: no pool %q", s.MCP.Pool))
+	}
+	if s.MCP.IdleTimeoutInSeconds < 0 {
+		errs = append(errs, errors.New("server.mcp.idleTimeoutInSeconds: must not be negative"))
 	}
 	return &c, errors.Join(errs...)
 }

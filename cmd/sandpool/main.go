@@ -1,6 +1,8 @@
 // Command sandpool runs pools of warm, isolated Python sandboxes for AI
-// agents. This version has the sandbox engine: `sandpool exec` runs code in
-// a fresh hardened sandbox, `sandpool image build` builds the image.
+// agents: `sandpool serve` serves the HTTP API (Azure dynamic sessions and
+// MCP), `sandpool mcp` speaks MCP on stdio (Claude Desktop), `sandpool
+// exec` runs code in a fresh hardened sandbox, `sandpool image build`
+// builds the image.
 package main
 
 import (
@@ -43,7 +45,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), execCmd(), imageCmd(), versionCmd())
+	root.AddCommand(serveCmd(), mcpCmd(), execCmd(), imageCmd(), versionCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {

@@ -12,12 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/sandpool/sandpool/api"
 	"github.com/sandpool/sandpool/internal/logging"
 	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox/podman"
+	"github.com/sandpool/sandpool/tools"
+	mcpsrv "github.com/sandpool/sandpool/tools/mcp"
 )
 
 // drainTimeout bounds how long shutdown waits for executions in flight.
@@ -47,18 +50,29 @@ running for the next start.`,
 	return cmd
 }
 
-func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr error) {
-	log, err := logging.New(cmd.ErrOrStderr(), logging.Options{Level: cfg.Server.Log.Level, Format: cfg.Server.Log.Format})
-	if err != nil {
-		return fmt.Errorf("server.log.level: %w", err)
+// running is what startPools started: the pools, their metrics registry,
+// and what to close, in order.
+type running struct {
+	mgr     *pool.Manager
+	reg     *prometheus.Registry
+	closers []func() error
+}
+
+func (r *running) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		_ = r.closers[i]()
 	}
-	engines := map[string]pool.Engine{}
-	var closers []func() error
+}
+
+// startPools starts an engine per runtime and the configured pools.
+func startPools(ctx context.Context, cfg *fileConfig, log zerolog.Logger) (_ *running, retErr error) {
+	r := &running{}
 	defer func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			_ = closers[i]()
+		if retErr != nil {
+			r.close()
 		}
 	}()
+	engines := map[string]pool.Engine{}
 	for _, p := range cfg.poolConfigs() {
 		if engines[p.Runtime] != nil {
 			continue
@@ -71,33 +85,82 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) (retErr err
 			Log:       logging.Component(log, "engine").With().Str("runtime", p.Runtime).Logger(),
 		})
 		if err != nil {
-			return fmt.Errorf("start the %s engine: %w", p.Runtime, err)
+			return nil, fmt.Errorf("start the %s engine: %w", p.Runtime, err)
 		}
-		closers = append(closers, e.Close)
+		r.closers = append(r.closers, e.Close)
 		engines[p.Runtime] = e
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	met, err := pool.NewMetrics(reg)
+	r.reg = prometheus.NewRegistry()
+	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	met, err := pool.NewMetrics(r.reg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := pool.NewManager(ctx, cfg.poolConfigs(), pool.ManagerOptions{
 		Engines: engines, StateDir: cfg.Server.StateDir,
 		Settings: pool.Settings{ServerID: cfg.Server.ServerID, Metrics: met, Log: logging.Component(log, "pool")},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	closers = append(closers, func() error {
+	r.mgr = m
+	r.closers = append(r.closers, func() error {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 		defer cancel()
 		return m.Close(dctx)
 	})
+	return r, nil
+}
+
+// mcpServer builds the MCP server of pool p.
+func mcpServer(m *pool.Manager, p *pool.Pool, cfg mcpConfig, log zerolog.Logger) (*mcpsrv.Server, error) {
+	idle := time.Duration(cfg.IdleTimeoutInSeconds) * time.Second
+	if idle <= 0 {
+		idle = time.Duration(p.Config().Lifecycle.CooldownPeriodInSeconds) * time.Second
+	}
+	return mcpsrv.New(mcpsrv.Options{
+		Service:   tools.NewService(p, tools.PoolLimits(p.Config())),
+		Secret:    m.Hasher().Derive("mcp"),
+		Principal: api.PrincipalFrom,
+		IdleTTL:   idle,
+		Version:   version,
+		Log:       logging.Component(log, "mcp").With().Str("pool", p.Name()).Logger(),
+	})
+}
+
+func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) error {
+	log, err := logging.New(cmd.ErrOrStderr(), logging.Options{Level: cfg.Server.Log.Level, Format: cfg.Server.Log.Format})
+	if err != nil {
+		return fmt.Errorf("server.log.level: %w", err)
+	}
+	run, err := startPools(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer run.close()
+	m := run.mgr
+	var mcpFor func(string) http.Handler
+	if !cfg.Server.MCP.Disabled {
+		servers := map[string]*mcpsrv.Server{}
+		for _, p := range m.Pools() {
+			ms, err := mcpServer(m, p, cfg.Server.MCP, log)
+			if err != nil {
+				return err
+			}
+			servers[p.Name()] = ms
+			run.closers = append(run.closers, func() error {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+				defer cancel()
+				return ms.Close(dctx)
+			})
+		}
+		mcpFor = func(name string) http.Handler { return servers[name].Handler() }
+	}
 
 	surface, err := api.New(ctx, api.Options{
 		Manager: m, Auth: cfg.Server.Auth, PoolAuth: cfg.poolAuth(), Limits: cfg.Server.Limits,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Log: logging.Component(log, "http"),
+		Metrics: promhttp.HandlerFor(run.reg, promhttp.HandlerOpts{}), Log: logging.Component(log, "http"),
+		MCP: mcpFor, MCPPool: cfg.Server.MCP.Pool,
 	})
 	if err != nil {
 		return err

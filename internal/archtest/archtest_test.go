@@ -37,31 +37,36 @@ func list(t *testing.T) []pkg {
 	return pkgs
 }
 
-// rules: a package (or every package under a prefix ending in "/...") must
-// not depend on any of the listed import paths (or prefixes ending in "/").
+// rules: a package must not depend on any of the listed import paths (or
+// prefixes ending in "/"), nor import any of direct itself. (Surfaces reach
+// the sandbox's types through the pool's names for them, so depending on
+// sandbox through pool is fine, importing it is not.)
 var rules = []struct {
 	pkg    string
 	forbid []string
 	why    string
+	direct []string
 }{
 	{"cmd/sandpool-agent", []string{module + "/sandbox", module + "/sandbox/podman", module + "/pool", module + "/api/", module + "/tools/", module + "/agents", "github.com/containers/podman/"},
-		"the in-sandbox binary must stay small, static and server-free"},
+		"the in-sandbox binary must stay small, static and server-free", nil},
 	{"sandbox/agent", []string{module + "/sandbox", module + "/sandbox/podman", module + "/pool", "github.com/containers/podman/"},
-		"the agent is the other end of the protocol; it shares only agentproto"},
-	{"sandbox/agentproto", []string{module + "/"}, "a leaf both ends import: standard library and yamux only"},
-	{"internal/errcode", []string{module + "/"}, "a leaf every layer imports"},
+		"the agent is the other end of the protocol; it shares only agentproto", nil},
+	{"sandbox/agentproto", []string{module + "/"}, "a leaf both ends import: standard library and yamux only", nil},
+	{"internal/errcode", []string{module + "/"}, "a leaf every layer imports", nil},
 	{"sandbox", []string{module + "/pool", module + "/sandbox/podman", module + "/sandbox/agent", "github.com/containers/podman/", "net/http"},
-		"the engine-independent half knows nothing of backends, sessions or HTTP"},
+		"the engine-independent half knows nothing of backends, sessions or HTTP", nil},
 	{"sandbox/podman", []string{module + "/pool", module + "/api/", module + "/tools/", module + "/agents", module + "/sandbox/agent"},
-		"the podman backend sits below the pool and beside the agent"},
-	{"pool", []string{module + "/api", module + "/tools", module + "/agents", module + "/sandbox/podman", "github.com/containers/podman/", "github.com/gorilla/websocket", "github.com/mark3labs/mcp-go"},
-		"pools know nothing of surfaces or of podman"},
-	{"tools", []string{module + "/api", module + "/sandbox", "github.com/mark3labs/mcp-go", "github.com/tmc/langchaingo"},
-		"tool semantics are shared by MCP and langchaingo surfaces"},
-	{"agents", []string{module + "/api", module + "/tools/mcp", module + "/sandbox", "github.com/mark3labs/mcp-go"},
-		"langchaingo tools use the pool's interface, not the engine"},
-	{"api", []string{module + "/tools", module + "/agents", module + "/sandbox/podman", "github.com/mark3labs/mcp-go", "github.com/tmc/langchaingo"},
-		"the HTTP surface talks to pools only"},
+		"the podman backend sits below the pool and beside the agent", nil},
+	{"pool", []string{module + "/api", module + "/tools", module + "/agents", module + "/sandbox/podman", "github.com/containers/podman/", "github.com/gorilla/websocket", "github.com/mark3labs/mcp-go/"},
+		"pools know nothing of surfaces or of podman", nil},
+	{"tools", []string{module + "/api", module + "/sandbox/podman", "github.com/mark3labs/mcp-go/", "github.com/tmc/langchaingo/", "github.com/containers/podman/"},
+		"tool semantics are shared by MCP and langchaingo surfaces, over the pool's interface", []string{module + "/sandbox"}},
+	{"tools/mcp", []string{module + "/api", module + "/agents", module + "/sandbox/podman", "github.com/tmc/langchaingo/", "github.com/containers/podman/"},
+		"the MCP surface is wiring over tools", []string{module + "/sandbox"}},
+	{"agents", []string{module + "/api", module + "/tools/mcp", module + "/sandbox/podman", "github.com/mark3labs/mcp-go/", "github.com/containers/podman/"},
+		"langchaingo tools use the pool's interface, not the engine", []string{module + "/sandbox"}},
+	{"api", []string{module + "/tools", module + "/tools/mcp", module + "/agents", module + "/sandbox/podman", "github.com/mark3labs/mcp-go/", "github.com/tmc/langchaingo/"},
+		"the HTTP surface talks to pools only (MCP is handed to it as an http.Handler)", nil},
 }
 
 func deps(t *testing.T, path string) []string {
@@ -69,6 +74,15 @@ func deps(t *testing.T, path string) []string {
 	out, err := exec.Command("go", "list", "-tags", buildTags, "-deps", "-f", "{{.ImportPath}}", path).Output()
 	if err != nil {
 		t.Fatalf("go list -deps %s: %v", path, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func imports(t *testing.T, path string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-tags", buildTags, "-f", `{{join .Imports " "}}`, path).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", path, err)
 	}
 	return strings.Fields(string(out))
 }
@@ -88,6 +102,11 @@ func TestImportRules(t *testing.T) {
 		for _, d := range deps(t, path) {
 			if d != path && forbidden(d, r.forbid) {
 				t.Errorf("%s imports %s: %s", r.pkg, d, r.why)
+			}
+		}
+		for _, d := range imports(t, path) {
+			if forbidden(d, r.direct) {
+				t.Errorf("%s imports %s directly: %s", r.pkg, d, r.why)
 			}
 		}
 	}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandpool/sandpool/internal/logging"
+	mcpsrv "github.com/sandpool/sandpool/tools/mcp"
+)
+
+func mcpCmd() *cobra.Command {
+	var (
+		cfgPath  string
+		poolName string
+		server   string
+		tokenEnv string
+		token    string
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "mcp",
+		Short: "Serve the code-interpreter tools over MCP on stdin/stdout (for Claude Desktop)",
+		Long: `mcp speaks the Model Context Protocol on stdin and stdout: one
+conversation per process, with its own sandbox, released when stdin ends.
+
+By default it runs the pools of the configuration file (or one default
+gVisor pool) in this process. With --server it forwards to a remote
+sandpool server's /mcp endpoint instead, with the bearer token of --token
+or, better (command lines are visible to other users), of the environment
+variable named by --token-env (default SANDPOOL_TOKEN).
+
+Only protocol messages go to stdout; logs go to stderr.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			log, err := logging.New(cmd.ErrOrStderr(), logging.Options{Level: logLevel})
+			if err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			if server != "" {
+				endpoint := strings.TrimSuffix(server, "/")
+				if !strings.HasSuffix(endpoint, "/mcp") {
+					endpoint += "/mcp"
+				}
+				header := map[string]string{}
+				tok := token
+				if tok == "" {
+					tok = os.Getenv(tokenEnv)
+				}
+				if tok != "" {
+					header["Authorization"] = "Bearer " + tok
+				}
+				return mcpsrv.Bridge(ctx, endpoint, header, cmd.InOrStdin(), cmd.OutOrStdout(), logging.Component(log, "mcp"))
+			}
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			run, err := startPools(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer run.close()
+			p := run.mgr.Pools()[0]
+			if poolName != "" {
+				if p = run.mgr.Pool(poolName); p == nil {
+					return fmt.Errorf("--pool: no pool %q", poolName)
+				}
+			}
+			ms, err := mcpServer(run.mgr, p, cfg.Server.MCP, log)
+			if err != nil {
+				return err
+			}
+			err = ms.ServeStdio(ctx, cmd.InOrStdin(), cmd.OutOrStdout())
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+			defer cancel()
+			return errors.Join(err, ms.Close(cctx))
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML), as for serve; default: one gVisor pool")
+	cmd.Flags().StringVar(&poolName, "pool", "", "pool to serve (default: the first)")
+	cmd.Flags().StringVar(&server, "server", "", "remote sandpool server URL (e.g. https://sandpool.example:8080): forward to its /mcp")
+	cmd.Flags().StringVar(&token, "token", "", "bearer token for --server (prefer --token-env)")
+	cmd.Flags().StringVar(&tokenEnv, "token-env", "SANDPOOL_TOKEN", "environment variable holding the bearer token for --server")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level (logs go to stderr)")
+	return cmd
+}

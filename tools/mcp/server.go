@@ -1,0 +1,320 @@
+// Package mcp serves the code-interpreter tools over the Model Context
+// Protocol with mark3labs/mcp-go: stdio (one conversation per process, for
+// Claude Desktop) and Streamable HTTP (an http.Handler, one conversation
+// per MCP session, behind the server's auth).
+//
+// The session a tool call runs in is chosen here, never by an argument: its
+// identifier is a keyed hash of the MCP session id (HTTP), of a
+// conversation id that the trusted host application sends in the
+// Sandpool-Conversation-Id header, or of a random per-process nonce
+// (stdio); its principal is the authenticated caller. Ending an MCP
+// session releases its sandbox.
+//
+// HTTP serves the session-oriented protocol revisions only (up to
+// 2025-11-25): the 2026-07-28 revision has no sessions to bind a sandbox
+// to, and clients that speak it negotiate down.
+package mcp
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	stdlog "log"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/rs/zerolog"
+
+	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/pool"
+	"github.com/sandpool/sandpool/tools"
+)
+
+// ConversationHeader carries a conversation id chosen by the host
+// application (never by the model). With it, every MCP session of that
+// conversation, and of that principal, reaches the same sandbox.
+const ConversationHeader = "Sandpool-Conversation-Id"
+
+// Options configure a Server.
+type Options struct {
+	Service *tools.Service
+	// Secret keys the identifiers derived from MCP sessions and
+	// conversation ids, and the session ids minted (at least 32 bytes).
+	// Keep it across restarts for conversations to find their sandboxes.
+	Secret []byte
+	// Principal returns the authenticated caller of an HTTP request, from
+	// its context (the server's auth middleware puts it there). Nil means
+	// every caller is anonymous.
+	Principal func(context.Context) (pool.Principal, bool)
+	// IdleTTL ends Streamable HTTP sessions idle this long, releasing
+	// their sandboxes; default 10 minutes.
+	IdleTTL time.Duration
+	// MaxRequestBytes bounds an HTTP request body; default 32 MiB.
+	MaxRequestBytes int64
+	// Version is reported to clients.
+	Version string
+	Log     zerolog.Logger
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Server is the MCP server of one pool's tools.
+type Server struct {
+	opt      Options
+	svc      *tools.Service
+	mcp      *server.MCPServer
+	sessions *sessionIDs
+	http     *server.StreamableHTTPServer
+
+	releases sync.WaitGroup
+	stdio    sync.Once
+}
+
+// New builds a Server.
+func New(opt Options) (*Server, error) {
+	if opt.Service == nil {
+		return nil, errors.New("mcp: no tool service")
+	}
+	if len(opt.Secret) < 32 {
+		return nil, errors.New("mcp: the secret must be at least 32 bytes")
+	}
+	if opt.IdleTTL <= 0 {
+		opt.IdleTTL = 10 * time.Minute
+	}
+	if opt.MaxRequestBytes <= 0 {
+		opt.MaxRequestBytes = 32 << 20
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Version == "" {
+		opt.Version = "dev"
+	}
+	s := &Server{opt: opt, svc: opt.Service}
+	s.sessions = newSessionIDs(opt.Secret, opt.Now, s.release)
+	slogger := slog.New(zerolog.NewSlogHandler(opt.Log.Level(zerolog.WarnLevel)))
+	s.mcp = server.NewMCPServer("sandpool", opt.Version,
+		server.WithToolCapabilities(false),
+		server.WithLogging(),
+		server.WithRecovery(),
+		server.WithLogger(slogger),
+		server.WithInstructions("A sandboxed, stateful Python code interpreter. State (variables, imports, files in /mnt/data) "+
+			"is kept for this conversation only. Use execute_python to compute, analyse data and draw figures; "+
+			"upload_file / download_file / list_files / delete_file to move files; reset_session for a clean start."),
+	)
+	for _, d := range s.svc.Defs() {
+		t := mcp.NewToolWithRawSchema(d.Name, d.Description, d.Schema)
+		t.Title = d.Title
+		t.Annotations = mcp.ToolAnnotation{Title: d.Title, ReadOnlyHint: &d.ReadOnly, DestructiveHint: &d.Destructive,
+			OpenWorldHint: ptr(false)}
+		s.mcp.AddTool(t, s.handler(d.Name))
+	}
+	s.http = server.NewStreamableHTTPServer(s.mcp,
+		server.WithSessionIdManager(s.sessions),
+		server.WithSessionIdleTTL(opt.IdleTTL),
+		server.WithHTTPContextFunc(s.httpContext),
+		server.WithStreamableHTTPProtocolVersions(mcp.LegacyProtocolVersions()...),
+		server.WithStreamableHTTPLogger(slogger),
+	)
+	return s, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// binding is what a request's context says about its conversation.
+type binding struct {
+	principal    pool.Principal
+	conversation string // from ConversationHeader
+	stdio        string // the process's nonce
+}
+
+type bindingKey struct{}
+
+func (s *Server) httpContext(ctx context.Context, r *http.Request) context.Context {
+	b := binding{conversation: r.Header.Get(ConversationHeader)}
+	if s.opt.Principal != nil {
+		b.principal, _ = s.opt.Principal(r.Context())
+	}
+	return context.WithValue(ctx, bindingKey{}, b)
+}
+
+// derive is the identifier of a conversation: a keyed hash, 32 hex
+// digits, which satisfies the identifier rules.
+func (s *Server) derive(kind, value string) pool.Identifier {
+	m := hmac.New(sha256.New, s.opt.Secret)
+	fmt.Fprintf(m, "mcp-identifier\x00%s\x00%s", kind, value)
+	id, err := pool.ParseIdentifier(hex.EncodeToString(m.Sum(nil)[:16]))
+	if err != nil {
+		panic(err) // 32 hex digits always parse
+	}
+	return id
+}
+
+// maxConversationLen bounds a conversation id from the header.
+const maxConversationLen = 256
+
+var (
+	errNoBinding = errcode.New(errcode.InvalidArgument,
+		"this request has no conversation to bind a sandbox to: use an MCP protocol revision with sessions (2025-11-25 or earlier, "+
+			"which this server negotiates) or send the "+ConversationHeader+" header from the host application")
+	errBadConversation = errcode.Newf(errcode.InvalidArgument, "the %s header must be 1 to %d printable ASCII characters", ConversationHeader, maxConversationLen)
+)
+
+// key is the session key of a tool call.
+func (s *Server) key(ctx context.Context) (pool.SessionKey, error) {
+	b, _ := ctx.Value(bindingKey{}).(binding)
+	switch {
+	case b.stdio != "":
+		return pool.Key(b.principal, s.derive("stdio", b.stdio)), nil
+	case b.conversation != "":
+		if len(b.conversation) > maxConversationLen || strings.IndexFunc(b.conversation, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0 {
+			return pool.SessionKey{}, errBadConversation
+		}
+		return pool.Key(b.principal, s.derive("conversation", b.conversation)), nil
+	}
+	cs := server.ClientSessionFromContext(ctx)
+	if cs == nil || cs.SessionID() == "" {
+		return pool.SessionKey{}, errNoBinding
+	}
+	k, err := s.sessions.bind(cs.SessionID(), b.principal, s.derive)
+	switch {
+	case errors.Is(err, errSessionOwner):
+		return k, errcode.New(errcode.Forbidden, "this MCP session was opened by another caller; open your own session")
+	case err != nil:
+		return k, errcode.New(errcode.NotFound, "the MCP session has ended; open a new one")
+	}
+	return k, nil
+}
+
+// release ends the sandbox session of an ended MCP session.
+func (s *Server) release(k pool.SessionKey) {
+	s.releases.Add(1)
+	go func() {
+		defer s.releases.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.svc.Reset(ctx, k); err.IsError {
+			s.opt.Log.Warn().Str("error", err.JoinText()).Msg("releasing the sandbox of an ended MCP session")
+		}
+	}()
+}
+
+func (s *Server) handler(name string) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		t0 := s.opt.Now()
+		k, err := s.key(ctx)
+		if err != nil {
+			return toMCP(tools.ErrorResult(err)), nil
+		}
+		var st *streamer
+		var observe pool.Sink
+		if name == tools.ExecutePython {
+			st = newStreamer(ctx, s.mcp, req)
+			observe = st.sink
+		}
+		res := s.svc.Call(ctx, k, name, req.GetArguments(), observe)
+		if st != nil {
+			st.finish()
+		}
+		ev := s.opt.Log.Info()
+		if res.IsError {
+			ev = s.opt.Log.Warn()
+		}
+		ev.Str("tool", name).Str("principal", string(k.Principal)).Bool("isError", res.IsError).
+			Dur("duration", s.opt.Now().Sub(t0)).Msg("tool call")
+		return toMCP(res), nil
+	}
+}
+
+// toMCP converts a tool result to MCP content.
+func toMCP(r tools.Result) *mcp.CallToolResult {
+	out := &mcp.CallToolResult{IsError: r.IsError}
+	for _, c := range r.Content {
+		switch {
+		case c.Kind == tools.Text:
+			out.Content = append(out.Content, mcp.NewTextContent(c.Text))
+		case c.Kind == tools.Image:
+			out.Content = append(out.Content, mcp.NewImageContent(base64.StdEncoding.EncodeToString(c.Data), c.MIMEType))
+		case c.Kind == tools.Resource && c.Data == nil:
+			out.Content = append(out.Content, mcp.NewEmbeddedResource(mcp.TextResourceContents{URI: c.URI, MIMEType: c.MIMEType, Text: c.Text}))
+		case c.Kind == tools.Resource:
+			out.Content = append(out.Content, mcp.NewEmbeddedResource(mcp.BlobResourceContents{URI: c.URI, MIMEType: c.MIMEType, Blob: base64.StdEncoding.EncodeToString(c.Data)}))
+		}
+	}
+	if out.Content == nil {
+		out.Content = []mcp.Content{}
+	}
+	return out
+}
+
+// Handler serves Streamable HTTP. Put it behind the server's auth: the
+// Principal option reads the caller from the request's context.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.opt.MaxRequestBytes {
+			http.Error(w, fmt.Sprintf("request body above %d bytes", s.opt.MaxRequestBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.opt.MaxRequestBytes)
+		s.http.ServeHTTP(w, r)
+	})
+}
+
+// ServeStdio serves one conversation over in and out (newline-delimited
+// JSON-RPC; nothing else is written to out) until in ends or ctx is
+// cancelled, then releases the conversation's sandbox. mcp-go keeps one
+// stdio session per process, so a process may call it once.
+func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
+	first := false
+	s.stdio.Do(func() { first = true })
+	if !first {
+		return errors.New("mcp: ServeStdio may run once per process")
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	bind := binding{stdio: hex.EncodeToString(b[:])}
+	ss := server.NewStdioServer(s.mcp)
+	ss.SetErrorLogger(stdlog.New(zerologWriter{s.opt.Log}, "", 0))
+	ss.SetContextFunc(func(ctx context.Context) context.Context { return context.WithValue(ctx, bindingKey{}, bind) })
+	err := ss.Listen(ctx, in, out)
+	s.release(pool.Key(bind.principal, s.derive("stdio", bind.stdio)))
+	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return err
+}
+
+// zerologWriter turns mcp-go's standard-library log lines into warnings.
+type zerologWriter struct{ log zerolog.Logger }
+
+func (w zerologWriter) Write(p []byte) (int, error) {
+	w.log.Warn().Str("component", "mcp").Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// Close ends the HTTP sessions' sweeper and waits (until ctx ends) for
+// sandbox releases in flight. Sessions still open keep their sandboxes,
+// so that a restarted server (with the same secret) serves them again.
+func (s *Server) Close(ctx context.Context) error {
+	s.sessions.close()
+	err := s.http.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.releases.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+	return err
+}
