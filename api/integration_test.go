@@ -17,13 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/sandpool/sandpool/api"
 	"github.com/sandpool/sandpool/internal/podmantest"
 	"github.com/sandpool/sandpool/pool"
-	"github.com/sandpool/sandpool/sandbox/image"
 )
 
 func TestMain(m *testing.M) { podmantest.Main(m) }
@@ -43,36 +41,9 @@ type env struct {
 }
 
 func newEnv(t testing.TB, rt podmantest.Runtime, cfg pool.Config) *env {
-	podmantest.Check(t, rt)
-	eng := podmantest.Engine(t, rt)
 	cfg.Name = "api-" + rt.Name
-	cfg.Runtime, cfg.Isolation, cfg.Image = rt.Name, rt.Isolation, image.Tag()
-	serverID := "api-" + podmantest.RunID() + "-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		list, _ := eng.List(ctx, map[string]string{pool.LabelServer: serverID})
-		for _, c := range list {
-			_ = eng.Remove(ctx, c.ID)
-		}
-	})
-	met, err := pool.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	m, err := pool.NewManager(ctx, []pool.Config{cfg}, pool.ManagerOptions{
-		Engines: map[string]pool.Engine{rt.Name: eng}, StateDir: t.TempDir(),
-		Settings: pool.Settings{ServerID: serverID, Metrics: met,
-			Labels: map[string]string{podmantest.LabelRun: podmantest.RunID()},
-			Log:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close(context.Background()) })
-	return &env{t: t, rt: rt, mgr: m, cfg: cfg}
+	m := podmantest.Manager(t, rt, cfg)
+	return &env{t: t, rt: rt, mgr: m, cfg: m.Pool(cfg.Name).Config()}
 }
 
 // server starts an HTTP surface over the env's pool; its log goes to buf

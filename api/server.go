@@ -257,6 +257,15 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 		a = pa
 	}
 	principal, err := a.authenticate(r)
+	if err != nil && rest == "mcp" && r.Method == "DELETE" && r.Header.Get("Mcp-Session-Id") != "" && s.mcp[name] != nil {
+		// Ending an MCP session needs no token: its id is an unguessable
+		// capability minted for an authenticated caller, which the MCP
+		// handler checks, and some clients (mcp-go's) send no
+		// Authorization header with the DELETE.
+		ev.route, ev.pool = "mcp", name
+		s.mcp[name].ServeHTTP(w, r)
+		return
+	}
 	if err != nil {
 		ev.route = "auth"
 		writeError(w, err)

@@ -21,8 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox"
 	"github.com/sandpool/sandpool/sandbox/image"
 	"github.com/sandpool/sandpool/sandbox/podman"
@@ -236,4 +238,48 @@ func ReportLatencyAs(b *testing.B, prefix string, d []time.Duration) {
 	}
 	b.ReportMetric(pct(0.50), prefix+"p50-ms")
 	b.ReportMetric(pct(0.99), prefix+"p99-ms")
+}
+
+// Manager starts a real pool manager with the one pool cfg on rt's engine
+// (cfg's runtime, isolation and image are filled in), with its own state
+// directory and a server id of the test's; every sandbox of that server is
+// removed when the test ends, whatever the outcome.
+func Manager(t testing.TB, rt Runtime, cfg pool.Config) *pool.Manager {
+	t.Helper()
+	eng := Engine(t, rt)
+	cfg.Runtime, cfg.Isolation, cfg.Image = rt.Name, rt.Isolation, image.Tag()
+	serverID := "t-" + runID + "-" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		list, err := eng.List(ctx, map[string]string{pool.LabelServer: serverID})
+		if err != nil {
+			t.Errorf("listing the test's sandboxes: %v", err)
+		}
+		for _, c := range list {
+			_ = eng.Remove(ctx, c.ID)
+		}
+	})
+	met, err := pool.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m, err := pool.NewManager(ctx, []pool.Config{cfg}, pool.ManagerOptions{
+		Engines: map[string]pool.Engine{rt.Name: eng}, StateDir: t.TempDir(),
+		Settings: pool.Settings{ServerID: serverID, Metrics: met,
+			Labels: map[string]string{LabelRun: runID},
+			Log:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
 }

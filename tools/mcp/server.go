@@ -266,6 +266,10 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, fmt.Sprintf("request body above %d bytes", s.opt.MaxRequestBytes), http.StatusRequestEntityTooLarge)
 			return
 		}
+		if r.Method == http.MethodDelete && !s.sessions.wellFormed(r.Header.Get(server.HeaderKeySessionID)) {
+			http.Error(w, "no such MCP session", http.StatusNotFound)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.opt.MaxRequestBytes)
 		s.http.ServeHTTP(w, r)
 	})
