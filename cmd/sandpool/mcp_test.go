@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandpool/sandpool/internal/podmantest"
+	"github.com/sandpool/sandpool/pool"
+	"github.com/sandpool/sandpool/sandbox/image"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds this sandpool command once per test binary: the stdio
+// tests run it as a separate process, as Claude Desktop does, so that
+// anything written to the real stdout shows.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sandpool-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sandpool")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// stdioPeer drives an MCP stdio server process line by line and checks
+// that every line it writes to stdout is a JSON-RPC message.
+type stdioPeer struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	lines  chan map[string]any
+	stderr *bytes.Buffer
+	nextID int
+}
+
+func startStdio(t *testing.T, env []string, args ...string) *stdioPeer {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	p := &stdioPeer{t: t, cmd: cmd, in: in, lines: make(chan map[string]any, 100), stderr: &bytes.Buffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	go func() {
+		defer close(p.lines)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil || m["jsonrpc"] != "2.0" {
+				p.lines <- map[string]any{"stray": sc.Text()}
+				continue
+			}
+			p.lines <- m
+		}
+	}()
+	return p
+}
+
+func (p *stdioPeer) send(v map[string]any) {
+	p.t.Helper()
+	v["jsonrpc"] = "2.0"
+	b, _ := json.Marshal(v)
+	if _, err := p.in.Write(append(b, '\n')); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// request sends a request and returns its response, failing on any stray
+// stdout line met on the way (notifications are skipped).
+func (p *stdioPeer) request(method string, params map[string]any) map[string]any {
+	p.t.Helper()
+	p.nextID++
+	id := p.nextID
+	p.send(map[string]any{"id": id, "method": method, "params": params})
+	timeout := time.After(4 * time.Minute)
+	for {
+		select {
+		case m, ok := <-p.lines:
+			if !ok {
+				p.t.Fatalf("stdout closed before the response to %s; stderr:\n%s", method, p.stderr)
+			}
+			if s, bad := m["stray"]; bad {
+				p.t.Fatalf("a non-protocol line on stdout: %q", s)
+			}
+			if m["id"] == float64(id) {
+				return m
+			}
+		case <-timeout:
+			p.t.Fatalf("no response to %s; stderr:\n%s", method, p.stderr)
+		}
+	}
+}
+
+func (p *stdioPeer) initialize() {
+	p.t.Helper()
+	r := p.request("initialize", map[string]any{"protocolVersion": "2025-11-25", "capabilities": map[string]any{},
+		"clientInfo": map[string]any{"name": "test", "version": "1"}})
+	if r["result"] == nil {
+		p.t.Fatalf("initialize: %v", r)
+	}
+	p.send(map[string]any{"method": "notifications/initialized"})
+}
+
+// execute runs code and returns the text of the result and isError.
+func (p *stdioPeer) execute(code string) (string, bool) {
+	p.t.Helper()
+	r := p.request("tools/call", map[string]any{"name": "execute_python", "arguments": map[string]any{"code": code}})
+	res, _ := r["result"].(map[string]any)
+	if res == nil {
+		p.t.Fatalf("tools/call: %v", r)
+	}
+	var b strings.Builder
+	for _, c := range res["content"].([]any) {
+		if m := c.(map[string]any); m["type"] == "text" {
+			b.WriteString(m["text"].(string))
+		}
+	}
+	isErr, _ := res["isError"].(bool)
+	return b.String(), isErr
+}
+
+// finish closes stdin and waits for a clean exit with nothing more on
+// stdout but protocol messages.
+func (p *stdioPeer) finish() {
+	p.t.Helper()
+	p.in.Close()
+	for m := range p.lines {
+		if s, bad := m["stray"]; bad {
+			p.t.Fatalf("a non-protocol line on stdout: %q", s)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			p.t.Fatalf("exit: %v; stderr:\n%s", err, p.stderr)
+		}
+	case <-time.After(2 * time.Minute):
+		p.t.Fatalf("did not exit after stdin closed; stderr:\n%s", p.stderr)
+	}
+}
+
+func writeConfig(t *testing.T, serverID, extra string) (path, state string) {
+	t.Helper()
+	rt := podmantest.Runc
+	eng := podmantest.Engine(t, rt)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		list, _ := eng.List(ctx, map[string]string{pool.LabelServer: serverID})
+		for _, c := range list {
+			eng.Remove(ctx, c.ID)
+		}
+	})
+	state = t.TempDir()
+	cfg := fmt.Sprintf(`server:
+  stateDir: %s
+  serverId: %s
+  agent: %s
+  engines: {runc: {socket: %s}}
+%spools:
+  - name: chat
+    runtime: runc
+    image: %s
+    scaleConfiguration: {maxConcurrentSessions: 4, readySessionInstances: 1}
+`, state, serverID, podmantest.Agent(t), eng.Socket(), extra, image.Tag())
+	path = filepath.Join(state, "sandpool.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, state
+}
+
+func count(t *testing.T, serverID string) int {
+	t.Helper()
+	list, err := podmantest.Engine(t, podmantest.Runc).List(context.Background(), map[string]string{pool.LabelServer: serverID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(list)
+}
+
+// TestMCPStdioEmbedded: `sandpool mcp` with an embedded pool, as Claude
+// Desktop runs it: state across calls, only protocol on stdout, and the
+// conversation's sandbox released when stdin ends.
+func TestMCPStdioEmbedded(t *testing.T) {
+	serverID := "mcp-stdio-" + podmantest.RunID()
+	path, _ := writeConfig(t, serverID, "")
+	p := startStdio(t, nil, "mcp", "--config", path, "--log-level", "info")
+	p.initialize()
+	tools := p.request("tools/list", map[string]any{})
+	if n := len(tools["result"].(map[string]any)["tools"].([]any)); n != 6 {
+		t.Fatalf("%d tools", n)
+	}
+	if out, isErr := p.execute("import sys\nprint('to stdout?', file=sys.__stdout__)\nn = 5"); isErr {
+		t.Fatalf("define: %s", out)
+	}
+	if out, _ := p.execute("n * 2"); !strings.Contains(out, "10") {
+		t.Fatalf("state: %q", out)
+	}
+	if out, isErr := p.execute("1/0"); !isErr || !strings.Contains(out, "ZeroDivisionError") {
+		t.Fatalf("exception: %v %q", isErr, out)
+	}
+	p.finish()
+	// What is left: the warm sandbox, not the conversation's.
+	if n := count(t, serverID); n != 1 {
+		t.Fatalf("%d sandboxes after the conversation ended, want the 1 warm one", n)
+	}
+	if strings.Contains(p.stderr.String(), "n * 2") {
+		t.Fatal("code reached the log")
+	}
+}
+
+// TestMCPStdioBridge: `sandpool mcp --server` forwards to `sandpool serve`'s
+// /mcp with the token from the environment.
+func TestMCPStdioBridge(t *testing.T) {
+	serverID := "mcp-bridge-" + podmantest.RunID()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path, _ := writeConfig(t, serverID, fmt.Sprintf("  listen: %s\n  auth: {apiKeys: [{name: desk, key: bridge-key-0123456789}]}\n", addr))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var serveErr bytes.Buffer
+	go func() { done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &serveErr) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", serveErr.String())
+		}
+	}
+
+	bad := startStdio(t, []string{"SANDPOOL_TOKEN=wrong-key-0123456789"}, "mcp", "--server", "http://"+addr)
+	bad.nextID++
+	bad.send(map[string]any{"id": 1, "method": "initialize", "params": map[string]any{"protocolVersion": "2025-11-25", "capabilities": map[string]any{}, "clientInfo": map[string]any{"name": "t", "version": "1"}}})
+	if m := <-bad.lines; m["error"] == nil {
+		t.Fatalf("a wrong token was accepted: %v", m)
+	}
+	bad.finish()
+
+	p := startStdio(t, []string{"SANDPOOL_TOKEN=bridge-key-0123456789"}, "mcp", "--server", "http://"+addr)
+	p.initialize()
+	if out, isErr := p.execute("remote = 'state'"); isErr {
+		t.Fatalf("define: %s", out)
+	}
+	if out, _ := p.execute("remote"); !strings.Contains(out, "'state'") {
+		t.Fatalf("state: %q", out)
+	}
+	p.finish()
+}
