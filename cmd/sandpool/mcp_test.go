@@ -291,4 +291,48 @@ func TestMCPStdioBridge(t *testing.T) {
 		t.Fatalf("state: %q", out)
 	}
 	p.finish()
+
+	// The remote client example, against the same server.
+	ex := filepath.Join(t.TempDir(), "mcp-remote")
+	if out, err := exec.Command("go", "build", "-o", ex, "../../examples/mcp-remote").CombinedOutput(); err != nil {
+		t.Fatalf("build the example: %v\n%s", err, out)
+	}
+	cmd := exec.Command(ex, "x = 6 * 7", "print(x)", "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "SANDPOOL_URL=http://"+addr, "SANDPOOL_TOKEN=bridge-key-0123456789")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), "--- cell 2 (isError=false)\nstdout:\n42") || !strings.Contains(string(out), "[figure saved to figure-1.png") {
+		t.Fatalf("example: %v\n%s", err, out)
+	}
+	if png, err := os.ReadFile(filepath.Join(cmd.Dir, "figure-1.png")); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("example's figure: %v", err)
+	}
+}
+
+// TestClaudeDesktopConfig: the example configuration is valid JSON whose
+// commands are sandpool mcp invocations this binary accepts.
+func TestClaudeDesktopConfig(t *testing.T) {
+	b, err := os.ReadFile("../../examples/claude-desktop/claude_desktop_config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		MCPServers map[string]struct {
+			Command string            `json:"command"`
+			Args    []string          `json:"args"`
+			Env     map[string]string `json:"env"`
+		} `json:"mcpServers"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil || len(cfg.MCPServers) == 0 {
+		t.Fatalf("config: %v", err)
+	}
+	for name, s := range cfg.MCPServers {
+		if !filepath.IsAbs(s.Command) || filepath.Base(s.Command) != "sandpool" || len(s.Args) == 0 || s.Args[0] != "mcp" {
+			t.Errorf("%s: %s %v", name, s.Command, s.Args)
+			continue
+		}
+		if err := mcpCmd().ParseFlags(s.Args[1:]); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }

@@ -36,13 +36,15 @@ const (
 // env is a real pool behind the real HTTP surface with MCP mounted, as
 // `sandpool serve` wires it.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	url  string // the /mcp endpoint
 	pool *pool.Pool
 	mcp  *mcpsrv.Server
 }
 
-func newEnv(t *testing.T, rt podmantest.Runtime) *env {
+func newEnv(t testing.TB, rt podmantest.Runtime) *env { return newEnvWith(t, rt, api.Limits{}) }
+
+func newEnvWith(t testing.TB, rt podmantest.Runtime, limits api.Limits) *env {
 	cfg := pool.Config{Name: "mcp-" + rt.Name,
 		Scale:     pool.ScaleConfig{MaxConcurrentSessions: 8, ReadySessionInstances: ptr(1)},
 		Execution: pool.ExecutionConfig{DefaultTimeoutInSeconds: 30, MaxTimeoutInSeconds: 60}}
@@ -58,7 +60,8 @@ func newEnv(t *testing.T, rt podmantest.Runtime) *env {
 		t.Fatal(err)
 	}
 	s, err := api.New(context.Background(), api.Options{Manager: m, MCP: func(string) http.Handler { return ms.Handler() },
-		Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}, {Name: "bob", Key: bobKey}}}, Log: zerolog.Nop()})
+		Auth:   api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}, {Name: "bob", Key: bobKey}}},
+		Limits: limits, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +138,7 @@ func withProgress(tok string) callOpt {
 	return func(r *mcp.CallToolRequest) { r.Params.Meta = &mcp.Meta{ProgressToken: tok} }
 }
 
-func call(t *testing.T, c *client.Client, ctx context.Context, name string, args map[string]any, opts ...callOpt) *mcp.CallToolResult {
+func call(t testing.TB, c *client.Client, ctx context.Context, name string, args map[string]any, opts ...callOpt) *mcp.CallToolResult {
 	t.Helper()
 	var req mcp.CallToolRequest
 	req.Params.Name, req.Params.Arguments = name, args
