@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -101,6 +102,19 @@ func (n *notes) progress() []string {
 		}
 	}
 	return out
+}
+
+// logs joins the logging notifications as logger:data.
+func (n *notes) logs() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var b strings.Builder
+	for _, x := range n.list {
+		if x.Method == "notifications/message" {
+			fmt.Fprintf(&b, "%v:%v", x.Params.AdditionalFields["logger"], x.Params.AdditionalFields["data"])
+		}
+	}
+	return b.String()
 }
 
 // connect opens an mcp-go Streamable HTTP client with token and extra
@@ -244,14 +258,21 @@ func TestMCPOverHTTP(t *testing.T) {
 			expect(t, "isolated", call(t, b, ctx, "execute_python", map[string]any{"code": "x"}), true, "NameError")
 			expect(t, "isolated files", call(t, b, ctx, "list_files", nil), false, "/mnt/data is empty")
 
-			// Streaming: the first chunk arrives while the cell sleeps.
-			start := time.Now()
-			r = call(t, a, ctx, "execute_python", map[string]any{"code": "import time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')"}, withProgress("p1"))
+			// Streaming: the output comes as progress messages (with a
+			// progress token) and as logging notifications (once the
+			// client asked for level info), before the result.
+			//lint:ignore SA1019 logging is deprecated only in 2026-07-28, which this endpoint does not serve
+			if err := a.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelInfo}}); err != nil {
+				t.Fatal(err)
+			}
+			r = call(t, a, ctx, "execute_python", map[string]any{"code": "import sys, time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')\nprint('oops', file=sys.stderr)"}, withProgress("p1"))
 			expect(t, "stream", r, false, "first\nsecond")
-			if p := aNotes.progress(); len(p) == 0 || !strings.Contains(strings.Join(p, ""), "first") {
+			if p := aNotes.progress(); len(p) == 0 || !strings.Contains(strings.Join(p, ""), "first") || !strings.Contains(strings.Join(p, ""), "[stderr] oops") {
 				t.Fatalf("progress messages: %q", p)
 			}
-			_ = start
+			if logs := aNotes.logs(); !strings.Contains(logs, "stdout:first") || !strings.Contains(logs, "stderr:oops") {
+				t.Fatalf("logging notifications: %q", logs)
+			}
 
 			// A timeout is a clear error, and the session goes on.
 			expect(t, "timeout", call(t, a, ctx, "execute_python", map[string]any{"code": "import time\ntime.sleep(10)", "timeout": 1}), true, "timeout: the execution ran past its 1s limit")
