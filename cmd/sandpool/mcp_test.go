@@ -53,6 +53,25 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
+// lockedBuffer is a bytes.Buffer that several goroutines may write (a
+// server's loggers) while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // stdioPeer drives an MCP stdio server process line by line and checks
 // that every line it writes to stdout is a JSON-RPC message.
 type stdioPeer struct {
@@ -60,7 +79,7 @@ type stdioPeer struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	lines  chan map[string]any
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	nextID int
 }
 
@@ -70,7 +89,7 @@ func startStdio(t *testing.T, env []string, args ...string) *stdioPeer {
 	cmd.Env = append(os.Environ(), env...)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
-	p := &stdioPeer{t: t, cmd: cmd, in: in, lines: make(chan map[string]any, 100), stderr: &bytes.Buffer{}}
+	p := &stdioPeer{t: t, cmd: cmd, in: in, lines: make(chan map[string]any, 100), stderr: &lockedBuffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
