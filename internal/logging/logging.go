@@ -32,9 +32,11 @@ func New(w io.Writer, opts Options) (zerolog.Logger, error) {
 		}
 		lvl = l
 	}
-	out := w
+	// One logger serves every goroutine: writes to w must not interleave,
+	// whatever w is (a file is safe on its own; a buffer is not).
+	out := zerolog.SyncWriter(w)
 	if opts.Format == "console" || (opts.Format == "" && isTerminal(w)) {
-		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
 	}
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
 }
