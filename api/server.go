@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	stdlog "log"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -141,7 +143,12 @@ type call struct {
 	base      string // the pool's base path, e.g. /pools/default
 	hasher    *pool.Hasher
 	hash      string // the session's keyed hash, for the access log
+	release   func() // gives back the call's in-flight slot (idempotent)
 }
+
+// releaseSlot gives back the call's in-flight slot before the handler
+// ends (a WebSocket holds none while idle).
+func (c *call) releaseSlot() { c.release() }
 
 func (c *call) apiVersion() string { return c.query["api-version"] }
 
@@ -256,6 +263,9 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 	if pa := s.poolAuth[name]; pa != nil && p != nil {
 		a = pa
 	}
+	if rest == "ws" {
+		r = wsAuth(r)
+	}
 	principal, err := a.authenticate(r)
 	if err != nil && rest == "mcp" && r.Method == "DELETE" && r.Header.Get("Mcp-Session-Id") != "" && s.mcp[name] != nil {
 		// Ending an MCP session needs no token: its id is an unguessable
@@ -293,9 +303,10 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 		writeError(w, err)
 		return
 	}
+	release = sync.OnceFunc(release)
 	defer release()
 	c := &call{r: r, pool: p, principal: principal, query: parseQuery(r.URL.RawQuery),
-		base: "/pools/" + url.PathEscape(name), hasher: s.mgr.Hasher()}
+		base: "/pools/" + url.PathEscape(name), hasher: s.mgr.Hasher(), release: release}
 	defer func() { ev.session = c.hash }()
 	if v, ok := c.query["api-version"]; ok {
 		if _, known := apiVersions[v]; !known {
@@ -314,6 +325,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, seg [
 	switch {
 	case route == "":
 		return s.only(w, m, "GET", "pool", func() { s.getPool(w, c) })
+	case route == "ws":
+		return s.only(w, m, "GET", "ws", func() { s.serveWS(w, r, c) })
 	case route == "mcp" && s.mcp != nil:
 		s.mcp[c.pool.Name()].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, c.principal)))
 		return "mcp"
@@ -534,6 +547,12 @@ func (r *recorder) Write(p []byte) (int, error) {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hijack lets a WebSocket upgrade take the connection.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	r.status, r.wrote = http.StatusSwitchingProtocols, true
+	return http.NewResponseController(r.ResponseWriter).Hijack()
+}
 
 // Flush lets streamed responses (MCP's server-sent events) through.
 func (r *recorder) Flush() {

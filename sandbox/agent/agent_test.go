@@ -310,11 +310,29 @@ func TestInterruptAndCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, out := h.execWith(sandbox.ExecRequest{ID: early, Code: "import time\ntime.sleep(30)\nran = True", Timeout: 20 * time.Second})
-	if res.Status != sandbox.StatusInterrupted || res.Duration > 10*time.Second {
+	if res.Status != sandbox.StatusInterrupted || res.KernelRestarted || res.Duration > 10*time.Second {
 		t.Fatalf("early interrupt: %+v %+v", res, out.Error)
 	}
 	if _, out := h.exec("'ran' in globals()", 10*time.Second); result(out) != "False" {
 		t.Errorf("the interrupted code ran to the end")
+	}
+
+	// An interrupt sent the moment the execution is submitted (the command
+	// may not have reached the kernel yet) stops it without a restart.
+	h.exec("kept = 1", 10*time.Second)
+	for i := 0; i < 5; i++ {
+		id := sandbox.NewExecID()
+		go func() {
+			time.Sleep(time.Duration(i) * 2 * time.Millisecond)
+			h.conn.Interrupt(context.Background(), id)
+		}()
+		res, _ := h.execWith(sandbox.ExecRequest{ID: id, Code: "import time\ntime.sleep(30)", Timeout: 20 * time.Second})
+		if res.Status != sandbox.StatusInterrupted || res.KernelRestarted {
+			t.Fatalf("immediate interrupt %d: %+v", i, res)
+		}
+	}
+	if _, out := h.exec("kept", 10*time.Second); result(out) != "1" {
+		t.Errorf("state after immediate interrupts: %q", result(out))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

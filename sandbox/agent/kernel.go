@@ -398,22 +398,31 @@ func (k *kernel) stop(p *proc, ex *execution, done *agentproto.Done) bool {
 		}
 		return false
 	}
-	_ = unix.Kill(p.pid, unix.SIGINT)
 	grace := time.NewTimer(k.cfg.interruptGrace)
 	defer grace.Stop()
-	select {
-	case <-ex.finished:
-		if ex.status == "ok" {
-			// It finished on its own before the interrupt landed.
-			done.Status, done.Reason = agentproto.StatusOK, ""
-		} else {
-			done.Reason += "; interrupted (KeyboardInterrupt), state kept"
+	// The kernel ignores SIGINT outside user code, and the command may
+	// still be in the pipe when the first one lands: repeat it until the
+	// cell stops. Once the cell is done, none is sent.
+	resend := time.NewTicker(100 * time.Millisecond)
+	defer resend.Stop()
+	for stopped := false; !stopped; {
+		_ = unix.Kill(p.pid, unix.SIGINT)
+		select {
+		case <-ex.finished:
+			if ex.status == "ok" {
+				// It finished on its own before the interrupt landed.
+				done.Status, done.Reason = agentproto.StatusOK, ""
+			} else {
+				done.Reason += "; interrupted (KeyboardInterrupt), state kept"
+			}
+			return false
+		case <-p.exited:
+			done.Reason += "; the kernel exited"
+			return true
+		case <-resend.C:
+		case <-grace.C:
+			stopped = true
 		}
-		return false
-	case <-p.exited:
-		done.Reason += "; the kernel exited"
-		return true
-	case <-grace.C:
 	}
 	k.kill(p)
 	done.Reason += "; the kernel did not stop on interrupt and was restarted"

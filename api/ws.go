@@ -1,0 +1,441 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/pool"
+	"github.com/sandpool/sandpool/sandbox"
+)
+
+// The WebSocket streaming protocol (GET /pools/{pool}/ws?identifier=...):
+// JSON text messages, documented in the README.
+const (
+	// WSSubprotocol is the protocol a client asks for; browsers, which
+	// cannot set an Authorization header, add "bearer.<token>" beside it.
+	WSSubprotocol = "sandpool.v1"
+	wsBearer      = "bearer."
+
+	wsPongWait   = 60 * time.Second
+	wsPingEvery  = 25 * time.Second
+	wsWriteWait  = 10 * time.Second
+	wsStallLimit = 15 * time.Second // a reader that takes nothing for this long is dropped
+	// wsMaxQueued executions wait behind the running one; more are refused.
+	wsMaxQueued = 8
+	// wsMaxPending bounds the bytes of events waiting for a slow reader;
+	// stdout and stderr chunks coalesce up to wsChunk while they wait.
+	wsMaxPending = 4 << 20
+	wsChunk      = 64 << 10
+	// wsReadSlack is what an execute message may hold beside its code.
+	wsReadSlack = 64 << 10
+)
+
+// wsIn is a message from the client.
+type wsIn struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+	Code string `json:"code,omitempty"`
+	// Timeout is in seconds; 0 means the pool's default.
+	Timeout float64 `json:"timeout,omitempty"`
+}
+
+// wsOut is a message to the client. Which fields are set depends on Type.
+type wsOut struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+	// stdout, stderr
+	Text string `json:"text,omitempty"`
+	// display, result: a MIME bundle (image/png is base64)
+	Data map[string]string `json:"data,omitempty"`
+	// error (a Python exception)
+	Ename     string   `json:"ename,omitempty"`
+	Evalue    string   `json:"evalue,omitempty"`
+	Traceback []string `json:"traceback,omitempty"`
+	// done
+	Status          string `json:"status,omitempty"`
+	DurationMs      *int64 `json:"durationMs,omitempty"`
+	StdoutTruncated bool   `json:"stdoutTruncated,omitempty"`
+	StderrTruncated bool   `json:"stderrTruncated,omitempty"`
+	KernelRestarted bool   `json:"kernelRestarted,omitempty"`
+	Reason          string `json:"reason,omitempty"`
+	// queued: executions ahead of this one
+	Position *int `json:"position,omitempty"`
+	// failure: a request that could not run (stable code, message)
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+func (m *wsOut) size() int {
+	n := 64 + len(m.Text) + len(m.Evalue) + len(m.Message) + len(m.Reason)
+	for k, v := range m.Data {
+		n += len(k) + len(v)
+	}
+	for _, l := range m.Traceback {
+		n += len(l)
+	}
+	return n
+}
+
+func failureMsg(id string, err error) wsOut {
+	return wsOut{Type: "failure", ID: id, Code: string(errcode.Of(err)), Message: errcode.Public(err)}
+}
+
+// wsAuth lets a browser authenticate with a subprotocol: a WebSocket
+// upgrade without an Authorization header that offers "bearer.<token>" is
+// treated as if it carried "Authorization: Bearer <token>".
+func wsAuth(r *http.Request) *http.Request {
+	if r.Header.Get("Authorization") != "" || !websocket.IsWebSocketUpgrade(r) {
+		return r
+	}
+	for _, p := range websocket.Subprotocols(r) {
+		if tok, ok := strings.CutPrefix(p, wsBearer); ok && tok != "" {
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+tok)
+			return r
+		}
+	}
+	return r
+}
+
+var upgrader = websocket.Upgrader{
+	Subprotocols:      []string{WSSubprotocol},
+	ReadBufferSize:    16 << 10,
+	WriteBufferSize:   32 << 10,
+	HandshakeTimeout:  10 * time.Second,
+	EnableCompression: false,
+	// CheckOrigin nil: a browser's Origin must match the Host, so another
+	// site's page cannot use a visitor's credentials.
+}
+
+// outbox holds the events waiting for the connection's writer, bounded by
+// wsMaxPending bytes.
+type outbox struct {
+	mu      sync.Mutex
+	msgs    []wsOut
+	bytes   int
+	ready   chan struct{} // something to write
+	space   chan struct{} // the writer took messages
+	stalled chan struct{} // closed when a push waited past wsStallLimit
+	stall   sync.Once
+}
+
+func newOutbox() *outbox {
+	return &outbox{ready: make(chan struct{}, 1), space: make(chan struct{}, 1), stalled: make(chan struct{})}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// push queues m. Output chunks join the previous chunk of the same stream
+// and execution while both wait. When wsMaxPending bytes wait, push blocks
+// (slowing the execution's output, never growing memory) until the writer
+// makes room; a reader that takes nothing for wsStallLimit is dropped.
+func (o *outbox) push(ctx context.Context, m wsOut) {
+	var deadline <-chan time.Time
+	for {
+		o.mu.Lock()
+		if n := len(o.msgs); n > 0 && (m.Type == "stdout" || m.Type == "stderr") {
+			if last := &o.msgs[n-1]; last.Type == m.Type && last.ID == m.ID && len(last.Text)+len(m.Text) <= wsChunk {
+				last.Text += m.Text
+				o.bytes += len(m.Text)
+				o.mu.Unlock()
+				signal(o.ready)
+				return
+			}
+		}
+		size := m.size()
+		// Small control messages always go in; an oversized one goes in
+		// alone, so it cannot wait forever.
+		if o.bytes+size <= wsMaxPending || len(o.msgs) == 0 || m.Type == "done" || m.Type == "failure" {
+			o.msgs = append(o.msgs, m)
+			o.bytes += size
+			o.mu.Unlock()
+			signal(o.ready)
+			return
+		}
+		o.mu.Unlock()
+		if deadline == nil {
+			deadline = time.After(wsStallLimit)
+		}
+		select {
+		case <-o.space:
+		case <-deadline:
+			o.stall.Do(func() { close(o.stalled) })
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (o *outbox) take() []wsOut {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	msgs := o.msgs
+	o.msgs, o.bytes = nil, 0
+	signal(o.space)
+	return msgs
+}
+
+// wsJob is an execution queued on a connection.
+type wsJob struct {
+	id      string
+	code    string
+	timeout time.Duration
+}
+
+// wsSession is one WebSocket connection to one session.
+type wsSession struct {
+	s    *Server
+	c    *call
+	k    pool.SessionKey
+	conn *websocket.Conn
+	out  *outbox
+
+	mu      sync.Mutex
+	queue   []wsJob
+	running string
+	wake    chan struct{}
+}
+
+// serveWS upgrades the request and serves the session over it until either
+// side closes. The upgrade holds no in-flight slot of the caller's limit;
+// each execution takes one while it runs.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, c *call) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeError(w, errcode.New(errcode.InvalidArgument, "this route takes a WebSocket upgrade (GET with Upgrade: websocket)"))
+		return
+	}
+	k, err := c.key("")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c.session(k)
+	conn, err := upgrader.Upgrade(w, r, http.Header{"X-Request-Id": {w.Header().Get("X-Request-Id")}})
+	if err != nil {
+		return // the upgrader answered the client
+	}
+	c.releaseSlot()
+	ws := &wsSession{s: s, c: c, k: k, conn: conn, out: newOutbox(), wake: make(chan struct{}, 1)}
+	ws.run(r.Context())
+}
+
+func (ws *wsSession) run(parent context.Context) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); defer cancel(); ws.writer(ctx) }()
+	go func() { defer wg.Done(); defer cancel(); ws.executor(ctx) }()
+	go func() {
+		// Unblock ReadMessage when the writer or the executor ends the
+		// connection (a stalled reader, a write error).
+		defer wg.Done()
+		<-ctx.Done()
+		_ = ws.conn.SetReadDeadline(time.Now())
+	}()
+	ws.reader(ctx, cancel)
+	cancel()
+	wg.Wait()
+	ws.conn.Close()
+}
+
+// reader reads the client's messages until the connection ends.
+func (ws *wsSession) reader(ctx context.Context, cancel context.CancelFunc) {
+	conn := ws.conn
+	conn.SetReadLimit(ws.s.limits.MaxCodeBytes.Bytes() + wsReadSlack)
+	_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
+	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
+	for {
+		typ, b, err := conn.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseMessageTooBig, "message too large"), time.Now().Add(time.Second))
+			}
+			cancel()
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
+		if typ != websocket.TextMessage {
+			ws.out.push(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "send JSON text messages")))
+			continue
+		}
+		var m wsIn
+		if err := json.Unmarshal(b, &m); err != nil {
+			ws.out.push(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "the message is not a JSON object of the protocol")))
+			continue
+		}
+		ws.handle(ctx, m)
+	}
+}
+
+func (ws *wsSession) handle(ctx context.Context, m wsIn) {
+	id := m.ID
+	if id != "" && !validOperationID(id) {
+		ws.out.push(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "id must be 8 to 64 letters, digits or '-'")))
+		return
+	}
+	switch m.Type {
+	case "execute":
+		if id == "" {
+			id = sandbox.NewExecID()
+		}
+		switch {
+		case strings.TrimSpace(m.Code) == "":
+			ws.out.push(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, "code is required")))
+			return
+		case m.Timeout < 0:
+			ws.out.push(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, "timeout must not be negative")))
+			return
+		}
+		ws.mu.Lock()
+		if len(ws.queue) >= wsMaxQueued {
+			ws.mu.Unlock()
+			ws.out.push(ctx, failureMsg(id, errcode.Newf(errcode.Busy, "%d executions are already waiting on this connection", wsMaxQueued)))
+			return
+		}
+		pos := len(ws.queue)
+		if ws.running != "" {
+			pos++
+		}
+		ws.queue = append(ws.queue, wsJob{id: id, code: m.Code, timeout: time.Duration(m.Timeout * float64(time.Second))})
+		ws.mu.Unlock()
+		ws.out.push(ctx, wsOut{Type: "queued", ID: id, Position: &pos})
+		signal(ws.wake)
+	case "interrupt":
+		ws.mu.Lock()
+		running := ws.running
+		for i, j := range ws.queue {
+			if j.id == id {
+				ws.queue = append(ws.queue[:i], ws.queue[i+1:]...)
+				ws.mu.Unlock()
+				zero := int64(0)
+				ws.out.push(ctx, wsOut{Type: "done", ID: id, Status: string(sandbox.StatusInterrupted), DurationMs: &zero, Reason: "interrupted before it started"})
+				return
+			}
+		}
+		ws.mu.Unlock()
+		if running == "" || id != "" && id != running {
+			ws.out.push(ctx, failureMsg(id, errcode.New(errcode.NotFound, "no such execution is running or waiting")))
+			return
+		}
+		if err := ws.c.pool.Interrupt(ctx, ws.k, running); err != nil {
+			ws.out.push(ctx, failureMsg(running, err))
+		}
+	default:
+		ws.out.push(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, `unknown message type; use "execute" or "interrupt"`)))
+	}
+}
+
+// executor runs the queued executions one after another.
+func (ws *wsSession) executor(ctx context.Context) {
+	for {
+		ws.mu.Lock()
+		var job wsJob
+		ok := len(ws.queue) > 0
+		if ok {
+			job, ws.queue = ws.queue[0], ws.queue[1:]
+			ws.running = job.id
+		}
+		ws.mu.Unlock()
+		if !ok {
+			select {
+			case <-ws.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		ws.execute(ctx, job)
+		ws.mu.Lock()
+		ws.running = ""
+		ws.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (ws *wsSession) execute(ctx context.Context, job wsJob) {
+	release, err := ws.s.limiter.admit(ws.c.principal)
+	if err != nil {
+		ws.out.push(ctx, failureMsg(job.id, err))
+		return
+	}
+	defer release()
+	ws.out.push(ctx, wsOut{Type: "started", ID: job.id})
+	sink := func(ev sandbox.Event) {
+		m := wsOut{ID: job.id}
+		switch ev.Kind {
+		case sandbox.EventStdout:
+			m.Type, m.Text = "stdout", strings.ToValidUTF8(string(ev.Text), "\uFFFD")
+		case sandbox.EventStderr:
+			m.Type, m.Text = "stderr", strings.ToValidUTF8(string(ev.Text), "\uFFFD")
+		case sandbox.EventDisplay:
+			m.Type, m.Data = "display", ev.Data
+		case sandbox.EventResult:
+			m.Type, m.Data = "result", ev.Data
+		case sandbox.EventError:
+			m.Type, m.Ename, m.Evalue, m.Traceback = "error", ev.Error.Name, ev.Error.Value, ev.Error.Traceback
+		default:
+			return
+		}
+		ws.out.push(ctx, m)
+	}
+	res, err := ws.c.pool.Execute(ctx, ws.k, sandbox.ExecRequest{ID: job.id, Code: job.code, Timeout: job.timeout}, sink)
+	if err != nil {
+		ws.out.push(ctx, failureMsg(job.id, err))
+		return
+	}
+	ms := res.Duration.Milliseconds()
+	ws.out.push(ctx, wsOut{Type: "done", ID: job.id, Status: string(res.Status), DurationMs: &ms, Reason: res.Reason,
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, KernelRestarted: res.KernelRestarted})
+}
+
+// writer owns every write to the connection: queued events, and pings.
+func (ws *wsSession) writer(ctx context.Context) {
+	ping := time.NewTicker(wsPingEvery)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ws.out.ready:
+			for _, m := range ws.out.take() {
+				_ = ws.conn.SetWriteDeadline(time.Now().Add(wsWriteWait))
+				if err := ws.conn.WriteJSON(m); err != nil {
+					return
+				}
+			}
+		case <-ping.C:
+			if err := ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+				return
+			}
+		case <-ws.out.stalled:
+			_ = ws.conn.WriteControl(websocket.CloseMessage,
+				websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "the client did not read its messages"), time.Now().Add(time.Second))
+			return
+		case <-ctx.Done():
+			// Flush what is waiting (the last events, a failure), then say goodbye.
+			for _, m := range ws.out.take() {
+				_ = ws.conn.SetWriteDeadline(time.Now().Add(time.Second))
+				if ws.conn.WriteJSON(m) != nil {
+					break
+				}
+			}
+			_ = ws.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			return
+		}
+	}
+}
