@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/sandpool/sandpool/api/wire"
 	"github.com/sandpool/sandpool/internal/errcode"
 	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox"
@@ -19,10 +20,8 @@ import (
 // The WebSocket streaming protocol (GET /pools/{pool}/ws?identifier=...):
 // JSON text messages, documented in the README.
 const (
-	// WSSubprotocol is the protocol a client asks for; browsers, which
-	// cannot set an Authorization header, add "bearer.<token>" beside it.
-	WSSubprotocol = "sandpool.v1"
-	wsBearer      = "bearer."
+	// WSSubprotocol is the protocol a client asks for (see wire).
+	WSSubprotocol = wire.WSSubprotocol
 
 	wsPongWait   = 60 * time.Second
 	wsPingEvery  = 25 * time.Second
@@ -38,42 +37,13 @@ const (
 	wsReadSlack = 64 << 10
 )
 
-// wsIn is a message from the client.
-type wsIn struct {
-	Type string `json:"type"`
-	ID   string `json:"id,omitempty"`
-	Code string `json:"code,omitempty"`
-	// Timeout is in seconds; 0 means the pool's default.
-	Timeout float64 `json:"timeout,omitempty"`
-}
+type (
+	wsIn  = wire.WSRequest
+	wsOut = wire.WSMessage
+)
 
-// wsOut is a message to the client. Which fields are set depends on Type.
-type wsOut struct {
-	Type string `json:"type"`
-	ID   string `json:"id,omitempty"`
-	// stdout, stderr
-	Text string `json:"text,omitempty"`
-	// display, result: a MIME bundle (image/png is base64)
-	Data map[string]string `json:"data,omitempty"`
-	// error (a Python exception)
-	Ename     string   `json:"ename,omitempty"`
-	Evalue    string   `json:"evalue,omitempty"`
-	Traceback []string `json:"traceback,omitempty"`
-	// done
-	Status          string `json:"status,omitempty"`
-	DurationMs      *int64 `json:"durationMs,omitempty"`
-	StdoutTruncated bool   `json:"stdoutTruncated,omitempty"`
-	StderrTruncated bool   `json:"stderrTruncated,omitempty"`
-	KernelRestarted bool   `json:"kernelRestarted,omitempty"`
-	Reason          string `json:"reason,omitempty"`
-	// queued: executions ahead of this one
-	Position *int `json:"position,omitempty"`
-	// failure: a request that could not run (stable code, message)
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
-}
-
-func (m *wsOut) size() int {
+// msgSize is about how many bytes m takes while it waits.
+func msgSize(m *wsOut) int {
 	n := 64 + len(m.Text) + len(m.Evalue) + len(m.Message) + len(m.Reason)
 	for k, v := range m.Data {
 		n += len(k) + len(v)
@@ -96,7 +66,7 @@ func wsAuth(r *http.Request) *http.Request {
 		return r
 	}
 	for _, p := range websocket.Subprotocols(r) {
-		if tok, ok := strings.CutPrefix(p, wsBearer); ok && tok != "" {
+		if tok, ok := strings.CutPrefix(p, wire.WSBearerPrefix); ok && tok != "" {
 			r = r.Clone(r.Context())
 			r.Header.Set("Authorization", "Bearer "+tok)
 			return r
@@ -155,7 +125,7 @@ func (o *outbox) push(ctx context.Context, m wsOut) {
 				return
 			}
 		}
-		size := m.size()
+		size := msgSize(&m)
 		// Small control messages always go in; an oversized one goes in
 		// alone, so it cannot wait forever.
 		if o.bytes+size <= wsMaxPending || len(o.msgs) == 0 || m.Type == "done" || m.Type == "failure" {
