@@ -65,6 +65,9 @@ var rules = []struct {
 		"the MCP surface is wiring over tools", []string{module + "/sandbox"}},
 	{"agents", []string{module + "/api", module + "/tools/mcp", module + "/sandbox/podman", "github.com/mark3labs/mcp-go/", "github.com/containers/podman/"},
 		"langchaingo tools use the pool's interface, not the engine", []string{module + "/sandbox"}},
+	{"api/wire", []string{module + "/"}, "a leaf both the server and its client import", nil},
+	{"api/client", []string{module + "/api", module + "/tools", module + "/agents", module + "/sandbox/podman", "github.com/mark3labs/mcp-go/", "github.com/containers/podman/"},
+		"the client carries none of the server", []string{module + "/sandbox"}},
 	{"api", []string{module + "/tools", module + "/tools/mcp", module + "/agents", module + "/sandbox/podman", "github.com/mark3labs/mcp-go/", "github.com/tmc/langchaingo/"},
 		"the HTTP surface talks to pools only (MCP is handed to it as an http.Handler)", nil},
 }
