@@ -267,23 +267,21 @@ func TestMCPStdioEmbedded(t *testing.T) {
 	}
 }
 
-// TestMCPStdioBridge: `sandpool mcp --server` forwards to `sandpool serve`'s
-// /mcp with the token from the environment.
-func TestMCPStdioBridge(t *testing.T) {
-	serverID := "mcp-bridge-" + podmantest.RunID()
+// startServe runs `sandpool serve` in process with one runc pool and an
+// API key until the test ends, and returns its address.
+func startServe(t *testing.T, serverID, key string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	path, _ := writeConfig(t, serverID, fmt.Sprintf("  listen: %s\n  auth: {apiKeys: [{name: desk, key: bridge-key-0123456789}]}\n", addr))
+	path, _ := writeConfig(t, serverID, fmt.Sprintf("  listen: %s\n  auth: {apiKeys: [{name: desk, key: %s}]}\n", addr, key))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var serveErr bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &serveErr)
-	}()
+	var serveErr lockedBuffer
+	go func() { done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &serveErr) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -291,12 +289,50 @@ func TestMCPStdioBridge(t *testing.T) {
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			break
+			return addr
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("serve did not start: %s", serveErr.String())
 		}
 	}
+}
+
+// buildExample builds one of examples/ and returns the binary.
+func buildExample(t *testing.T, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("build examples/%s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// TestExamplesAgainstServe: the langchaingo agent (offline, scripted model
+// whose second tool call needs the first call's variables) and the
+// WebSocket client, against `sandpool serve`.
+func TestExamplesAgainstServe(t *testing.T) {
+	addr := startServe(t, "examples-"+podmantest.RunID(), "example-key-0123456789")
+	env := append(os.Environ(), "SANDPOOL_URL=http://"+addr, "SANDPOOL_TOKEN=example-key-0123456789", "SANDPOOL_POOL=chat")
+
+	cmd := exec.Command(buildExample(t, "langchaingo-agent"), "-model", "scripted")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "-> execute_python") != 2 || !strings.Contains(string(out), "Answer: Lyon had the highest total sales: 290.") {
+		t.Fatalf("agent: %v\n%s", err, out)
+	}
+
+	cmd = exec.Command(buildExample(t, "websocket"), "import time", "print('a', flush=True)\ntime.sleep(2)\nprint('b')")
+	cmd.Env = env
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `stdout "a\n"`) || !strings.Contains(string(out), "done: ok") {
+		t.Fatalf("websocket example: %v\n%s", err, out)
+	}
+}
+
+// TestMCPStdioBridge: `sandpool mcp --server` forwards to `sandpool serve`'s
+// /mcp with the token from the environment.
+func TestMCPStdioBridge(t *testing.T) {
+	addr := startServe(t, "mcp-bridge-"+podmantest.RunID(), "bridge-key-0123456789")
 
 	bad := startStdio(t, []string{"SANDPOOL_TOKEN=wrong-key-0123456789"}, "mcp", "--server", "http://"+addr)
 	bad.nextID++
@@ -317,11 +353,7 @@ func TestMCPStdioBridge(t *testing.T) {
 	p.finish()
 
 	// The remote client example, against the same server.
-	ex := filepath.Join(t.TempDir(), "mcp-remote")
-	if out, err := exec.Command("go", "build", "-o", ex, "../../examples/mcp-remote").CombinedOutput(); err != nil {
-		t.Fatalf("build the example: %v\n%s", err, out)
-	}
-	cmd := exec.Command(ex, "x = 6 * 7", "print(x)", "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+	cmd := exec.Command(buildExample(t, "mcp-remote"), "x = 6 * 7", "print(x)", "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "SANDPOOL_URL=http://"+addr, "SANDPOOL_TOKEN=bridge-key-0123456789")
 	out, err := cmd.Output()
