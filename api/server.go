@@ -39,6 +39,8 @@ type Options struct {
 	MCP func(pool string) http.Handler
 	// MCPPool is the pool also served at /mcp; default the first pool.
 	MCPPool string
+	// NoUI turns off the browser page at /.
+	NoUI bool
 	Log     zerolog.Logger
 }
 
@@ -55,6 +57,7 @@ type Server struct {
 	fallback http.Handler
 	mcp      map[string]http.Handler
 	mcpPool  string
+	noUI     bool
 	log      zerolog.Logger
 
 	mu      sync.Mutex
@@ -70,7 +73,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	s := &Server{
 		mgr: opt.Manager, limits: opt.Limits, limiter: newLimiter(opt.Limits),
 		execs: newExecStore(opt.Manager.Hasher()), metrics: opt.Metrics, fallback: opt.Fallback,
-		log: opt.Log, poolAuth: map[string]*authenticator{}, warmed: map[string]bool{},
+		log: opt.Log, poolAuth: map[string]*authenticator{}, warmed: map[string]bool{}, noUI: opt.NoUI,
 	}
 	if opt.MCP != nil {
 		s.mcp = map[string]http.Handler{}
@@ -242,6 +245,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listPools(rec, r, &ev)
 	case strings.HasPrefix(path, "/pools/"):
 		s.poolRoute(rec, r, path, &ev)
+	case isUIPath(path) && !s.noUI:
+		ev.route = "ui"
+		s.ui(rec, r, path)
 	case path == "/mcp" && s.mcp != nil:
 		s.poolRoute(rec, r, "/pools/"+url.PathEscape(s.mcpPool)+"/mcp", &ev)
 	case s.fallback != nil:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sandpool needs and is missing, on Debian 12 as root:
-# podman, runc, runsc (gVisor), debootstrap (for the image), staticcheck.
+# podman, runc, runsc (gVisor), debootstrap (for the image), chromium (for
+# the test of the browser page), staticcheck.
 # Go itself must be present (/usr/local/go or on PATH).
 set -euo pipefail
 
@@ -12,7 +13,7 @@ if ! command -v go >/dev/null; then
 fi
 
 missing=()
-for tool in podman runc runsc debootstrap; do
+for tool in podman runc runsc debootstrap chromium; do
 	command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -22,7 +23,7 @@ if ((${#missing[@]})); then
 	fi
 	echo "deps: installing ${missing[*]}"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc runsc debootstrap >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! command -v staticcheck >/dev/null; then
