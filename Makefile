@@ -29,6 +29,8 @@ bench: deps image
 	go test -count=1 -run '^$$' -bench 'ExecuteHTTP' -benchtime 500x -timeout 20m ./api/
 	go test -count=1 -run '^$$' -bench 'FirstRequestHTTP' -benchtime 20x -timeout 20m ./api/
 	go test -count=1 -run '^$$' -bench 'ConcurrentHTTP' -benchtime 3200x -timeout 20m ./api/
+	go test -count=1 -run '^$$' -bench 'WSFirstChunk' -benchtime 25x -timeout 20m ./api/
+	go test -count=1 -run '^$$' -bench 'WSThroughput' -benchtime 3x -timeout 20m ./api/
 	go test -count=1 -run '^$$' -bench 'MCPExecute' -benchtime 500x -timeout 20m ./tools/mcp/
 	go test -count=1 -run '^$$' -bench 'MCPFirstCall' -benchtime 20x -timeout 20m ./tools/mcp/
 

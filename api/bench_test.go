@@ -153,3 +153,98 @@ func BenchmarkConcurrentHTTP(b *testing.B) {
 		})
 	}
 }
+
+// printStamps prints the wall clock n times, 10 ms apart, each flushed:
+// the receiving side subtracts it from its own clock (the sandbox's clock
+// is the host's).
+const printStamps = "import time\nfor _ in range(%d):\n    print(time.time_ns(), flush=True)\n    time.sleep(0.01)"
+
+// stampLatency turns stdout chunks of printStamps into latencies.
+func stampLatency(text string, at time.Time, d *[]time.Duration) {
+	for _, line := range strings.Fields(text) {
+		var ns int64
+		if _, err := fmt.Sscan(line, &ns); err == nil {
+			*d = append(*d, at.Sub(time.Unix(0, ns)))
+		}
+	}
+}
+
+// BenchmarkWSFirstChunk: from a print inside the sandbox to its chunk at a
+// WebSocket client, beside the same through the pool in process (the
+// sink's view; what the WebSocket adds is the difference).
+func BenchmarkWSFirstChunk(b *testing.B) {
+	for _, rt := range podmantest.Runtimes() {
+		b.Run(rt.Name, func(b *testing.B) {
+			e, c := benchServer(b, rt, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(1)}})
+			w, _ := c.dialWS(b, "bench-ws", false)
+			w.exec("warm-0001", "1")
+			p := e.mgr.Pool(e.cfg.Name)
+			id, _ := pool.ParseIdentifier("bench-direct")
+			k := pool.Key("bench", id)
+			var viaWS, direct []time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				code := fmt.Sprintf(printStamps, 20)
+				for _, m := range w.exec(fmt.Sprintf("stamp-%06d", i), code) {
+					if m.Type == "stdout" {
+						stampLatency(m.Text, m.at, &viaWS)
+					}
+				}
+				b.StopTimer()
+				if _, err := p.Execute(context.Background(), k, sandbox.ExecRequest{Code: code, Timeout: 30 * time.Second}, func(ev sandbox.Event) {
+					if ev.Kind == sandbox.EventStdout {
+						stampLatency(string(ev.Text), time.Now(), &direct)
+					}
+				}); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			b.StopTimer()
+			podmantest.ReportLatency(b, viaWS)
+			podmantest.ReportLatencyAs(b, "direct-", direct)
+		})
+	}
+}
+
+// BenchmarkWSThroughput: 50 MB of output streamed to a WebSocket client;
+// reports MB/s and how much the server's live heap grew at most while it
+// streamed, beside the same output through the pool in process.
+func BenchmarkWSThroughput(b *testing.B) {
+	const mb = 50
+	code := fmt.Sprintf("import sys\nline = 'x' * 1023 + '\\n'\nfor _ in range(%d * 1024): sys.stdout.write(line)", mb)
+	for _, rt := range podmantest.Runtimes() {
+		b.Run(rt.Name, func(b *testing.B) {
+			e, c := benchServer(b, rt, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(1)},
+				Execution: pool.ExecutionConfig{MaxOutput: 64 << 20}})
+			w, _ := c.dialWS(b, "bench-flood", false)
+			p := e.mgr.Pool(e.cfg.Name)
+			id, _ := pool.ParseIdentifier("bench-direct")
+			k := pool.Key("bench", id)
+			var wsTime, directTime time.Duration
+			var grew int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				stop := watchLiveHeap()
+				t0 := time.Now()
+				n := w.drain(fmt.Sprintf("flood-%06d", i), code)
+				wsTime += time.Since(t0)
+				grew = max(grew, stop())
+				if n != mb<<20 {
+					b.Fatalf("received %d bytes", n)
+				}
+				b.StopTimer()
+				t0 = time.Now()
+				if _, err := p.Execute(context.Background(), k, sandbox.ExecRequest{Code: code, Timeout: 2 * time.Minute, MaxOutput: 64 << 20}, func(sandbox.Event) {}); err != nil {
+					b.Fatal(err)
+				}
+				directTime += time.Since(t0)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(mb*b.N)/wsTime.Seconds(), "MB/s")
+			b.ReportMetric(float64(mb*b.N)/directTime.Seconds(), "direct-MB/s")
+			b.ReportMetric(float64(grew)/(1<<20), "live-heap-growth-MiB")
+		})
+	}
+}

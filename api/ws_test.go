@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"runtime/metrics"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +21,7 @@ import (
 
 // wsClient is a test client of the streaming endpoint.
 type wsClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn *websocket.Conn
 }
 
@@ -45,7 +47,7 @@ func (c *client) wsURL(identifier string) string {
 
 // dialWS connects with the token in a header (or, with browser, as a
 // subprotocol); it returns the HTTP status when the upgrade is refused.
-func (c *client) dialWS(t *testing.T, identifier string, browser bool) (*wsClient, int) {
+func (c *client) dialWS(t testing.TB, identifier string, browser bool) (*wsClient, int) {
 	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{api.WSSubprotocol}}
 	h := http.Header{}
@@ -108,6 +110,22 @@ func (w *wsClient) until(id string) []wsMsg {
 func (w *wsClient) exec(id, code string) []wsMsg {
 	w.send(map[string]any{"type": "execute", "id": id, "code": code})
 	return w.until(id)
+}
+
+// drain runs code and counts the stdout bytes it streams, keeping none.
+func (w *wsClient) drain(id, code string) int {
+	w.send(map[string]any{"type": "execute", "id": id, "code": code})
+	n := 0
+	for {
+		m, err := w.read()
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		n += len(m.Text)
+		if m.ID == id && (m.Type == "done" || m.Type == "failure") {
+			return n
+		}
+	}
 }
 
 func types(ms []wsMsg) string {
@@ -261,25 +279,7 @@ func TestWebSocket(t *testing.T) {
 		// A slow reader: 50 MB printed while the client reads nothing for
 		// 3 s, then reads slowly; everything arrives, and the server's heap
 		// stays far below what passed through.
-		var ms0 runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&ms0)
-		peak := make(chan uint64)
-		stop := make(chan struct{})
-		go func() {
-			var max uint64
-			for {
-				select {
-				case <-stop:
-					peak <- max
-					return
-				case <-time.After(20 * time.Millisecond):
-					var m runtime.MemStats
-					runtime.ReadMemStats(&m)
-					max = maxU(max, m.HeapInuse)
-				}
-			}
-		}()
+		held := watchLiveHeap()
 		w.send(map[string]any{"type": "execute", "id": "flood-0001", "code": "import sys\nfor _ in range(50000): sys.stdout.write('z' * 1000 + '\\n')"})
 		time.Sleep(3 * time.Second)
 		got, n := 0, 0
@@ -297,8 +297,7 @@ func TestWebSocket(t *testing.T) {
 				break
 			}
 		}
-		close(stop)
-		grew := int64(<-peak) - int64(ms0.HeapInuse)
+		grew := held()
 		if got != 50000*1001 || n >= 50000 {
 			t.Fatalf("slow reader got %d bytes in %d messages", got, n)
 		}
@@ -380,9 +379,34 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func maxU(a, b uint64) uint64 {
-	if a > b {
-		return a
+// watchLiveHeap samples the live heap (what the last GC kept) every 10 ms
+// until the returned func is called, which returns the most it grew.
+func watchLiveHeap() func() int64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	live := func() int64 {
+		metrics.Read(sample)
+		return int64(sample[0].Value.Uint64())
 	}
-	return b
+	runtime.GC()
+	base := live()
+	var peak atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				if g := live() - base; g > peak.Load() {
+					peak.Store(g)
+				}
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return peak.Load()
+	}
 }
