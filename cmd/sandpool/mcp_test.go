@@ -200,14 +200,7 @@ func writeConfig(t *testing.T, serverID, extra string) (path, state string) {
 	t.Helper()
 	rt := podmantest.Runc
 	eng := podmantest.Engine(t, rt)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		list, _ := eng.List(ctx, map[string]string{pool.LabelServer: serverID})
-		for _, c := range list {
-			eng.Remove(ctx, c.ID)
-		}
-	})
+	podmantest.RemoveLabelled(t, eng, map[string]string{pool.LabelServer: serverID})
 	state = t.TempDir()
 	cfg := fmt.Sprintf(`server:
   stateDir: %s
@@ -324,7 +317,7 @@ func TestExamplesAgainstServe(t *testing.T) {
 	cmd = exec.Command(buildExample(t, "websocket"), "import time", "print('a', flush=True)\ntime.sleep(2)\nprint('b')")
 	cmd.Env = env
 	out, err = cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `stdout "a\n"`) || !strings.Contains(string(out), "done: ok") {
+	if err != nil || !strings.Contains(string(out), `stdout "a`) || !strings.Contains(string(out), `stdout "b\n"`) || !strings.Contains(string(out), "done: ok") {
 		t.Fatalf("websocket example: %v\n%s", err, out)
 	}
 }

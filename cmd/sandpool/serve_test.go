@@ -51,14 +51,7 @@ func TestServeKeepsPoolWarm(t *testing.T) {
 	rt := podmantest.Runc
 	eng := podmantest.Engine(t, rt)
 	serverID := "serve-" + podmantest.RunID()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		list, _ := eng.List(ctx, map[string]string{pool.LabelServer: serverID})
-		for _, c := range list {
-			eng.Remove(ctx, c.ID)
-		}
-	})
+	podmantest.RemoveLabelled(t, eng, map[string]string{pool.LabelServer: serverID})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

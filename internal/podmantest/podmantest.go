@@ -254,17 +254,7 @@ func Manager(t testing.TB, rt Runtime, cfg pool.Config) *pool.Manager {
 		}
 		return '-'
 	}, strings.ToLower(t.Name()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		list, err := eng.List(ctx, map[string]string{pool.LabelServer: serverID})
-		if err != nil {
-			t.Errorf("listing the test's sandboxes: %v", err)
-		}
-		for _, c := range list {
-			_ = eng.Remove(ctx, c.ID)
-		}
-	})
+	RemoveLabelled(t, eng, map[string]string{pool.LabelServer: serverID})
 	met, err := pool.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -282,4 +272,20 @@ func Manager(t testing.TB, rt Runtime, cfg pool.Config) *pool.Manager {
 	}
 	t.Cleanup(func() { m.Close(context.Background()) })
 	return m
+}
+
+// RemoveLabelled removes every sandbox on e that carries labels when the
+// test ends, whatever its outcome (for sandboxes a server under test made).
+func RemoveLabelled(t testing.TB, e *podman.Engine, labels map[string]string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		list, err := e.List(ctx, labels)
+		if err != nil {
+			t.Errorf("listing the test's sandboxes: %v", err)
+		}
+		for _, c := range list {
+			_ = e.Remove(ctx, c.ID)
+		}
+	})
 }
