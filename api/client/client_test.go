@@ -70,6 +70,11 @@ func TestClient(t *testing.T) {
 			sink := func(ev pool.Event) {
 				switch ev.Kind {
 				case pool.EventStdout:
+					// Chunks come as printed ("hi", then "\n"): join them.
+					if n := len(got); n > 0 && strings.HasPrefix(got[n-1], "out:") {
+						got[n-1] += string(ev.Text)
+						return
+					}
 					got = append(got, "out:"+string(ev.Text))
 				case pool.EventResult:
 					got = append(got, "result:"+ev.Data["text/plain"])

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -166,6 +167,9 @@ func (f *files) list(p string) ([]agentproto.FileInfo, bool, error) {
 	}
 	out := make([]agentproto.FileInfo, 0, len(names))
 	for _, n := range names {
+		if strings.HasPrefix(n, uploadPrefix) {
+			continue // an upload in progress (or being aborted) is not a file yet
+		}
 		var st unix.Stat_t
 		if unix.Fstatat(int(fh.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
 			continue // removed meanwhile
@@ -241,6 +245,9 @@ func (f *files) openRead(p string, max int64) (*os.File, agentproto.FileInfo, er
 	return os.NewFile(uintptr(fd), base), fi, nil
 }
 
+// uploadPrefix names the temporary file of an upload in progress.
+const uploadPrefix = ".sandpool-upload-"
+
 // upload is a file being written; commit renames it into place.
 type upload struct {
 	dir  int
@@ -263,7 +270,7 @@ func (f *files) create(p string) (*upload, error) {
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := ".sandpool-upload-" + hex.EncodeToString(rnd[:])
+	tmp := uploadPrefix + hex.EncodeToString(rnd[:])
 	fd, err := unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		unix.Close(dir)
