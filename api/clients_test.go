@@ -285,7 +285,9 @@ func TestRealClientCalls(t *testing.T) {
 
 		t.Run("autogen", func(t *testing.T) {
 			// api-version first, identifier unencoded; no User-Agent.
-			u := func(path string) string { return endpoint + "/" + path + "?api-version=2024-02-02-preview&identifier=autogen-3f2a" }
+			u := func(path string) string {
+				return endpoint + "/" + path + "?api-version=2024-02-02-preview&identifier=autogen-3f2a"
+			}
 			hdr := map[string]string{"Authorization": auth, "Content-Type": "application/json"}
 			// First use: the package listing, parsed from the repr string
 			// of the list in "result", then chdir.

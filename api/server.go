@@ -41,7 +41,7 @@ type Options struct {
 	MCPPool string
 	// NoUI turns off the browser page at /.
 	NoUI bool
-	Log     zerolog.Logger
+	Log  zerolog.Logger
 }
 
 // Server is the HTTP data plane: Azure dynamic-sessions routes under

@@ -274,7 +274,9 @@ func startServe(t *testing.T, serverID, key string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var serveErr lockedBuffer
-	go func() { done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &serveErr) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &serveErr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
