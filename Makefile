@@ -17,6 +17,7 @@ run: deps image
 	bin/sandpool exec --runtime runsc -c 'import platform, numpy as np; print("Python", platform.python_version(), "in a", platform.release(), "kernel; sum(range(100)) =", np.arange(100).sum())'
 
 test: deps image
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted"; exit 1; fi
 	go vet ./...
 	staticcheck ./...
 	SANDPOOL_REQUIRE_PODMAN=1 go test -race -count=1 -timeout 30m ./...; status=$$?; scripts/sweep.sh || status=1; exit $$status
