@@ -59,8 +59,10 @@ var nameProp = prop{Type: "string", Description: "File name relative to /mnt/dat
 
 // Defs returns the tool definitions, with the limits of s in their
 // descriptions and schemas.
-func (s *Service) Defs() []Def {
-	l := s.limits
+func (s *Service) Defs() []Def { return s.defs }
+
+// buildDefs writes the definitions for limits l (once, in NewService).
+func buildDefs(l Limits) []Def {
 	minT, maxT := 1.0, math.Floor(l.MaxTimeout.Seconds())
 	return []Def{
 		{
@@ -166,29 +168,27 @@ func (s *Service) Call(ctx context.Context, k pool.SessionKey, name string, args
 	default:
 		return textResult(true, fmt.Sprintf("unknown tool %q; the tools are %s", clipArg(name), strings.Join([]string{ExecutePython, UploadFile, ListFiles, DownloadFile, DeleteFile, ResetSession}, ", ")))
 	}
-	a.unknown(s.known(name))
+	a.unknown(s.args[name])
 	if len(a.errs) > 0 {
 		return textResult(true, "invalid arguments for "+name+": "+strings.Join(a.errs, "; "))
 	}
 	return run()
 }
 
-// known lists the argument names of tool name.
-func (s *Service) known(name string) map[string]bool {
-	for _, d := range s.Defs() {
-		if d.Name == name {
-			var sc struct {
-				Properties map[string]json.RawMessage `json:"properties"`
-			}
-			_ = json.Unmarshal(d.Schema, &sc)
-			out := map[string]bool{}
-			for k := range sc.Properties {
-				out[k] = true
-			}
-			return out
+// argNames lists each tool's argument names, from its schema.
+func argNames(defs []Def) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, d := range defs {
+		var sc struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		}
+		_ = json.Unmarshal(d.Schema, &sc)
+		out[d.Name] = map[string]bool{}
+		for k := range sc.Properties {
+			out[d.Name][k] = true
 		}
 	}
-	return nil
+	return out
 }
 
 // argReader reads JSON arguments, collecting every problem.

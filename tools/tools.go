@@ -122,12 +122,15 @@ type Result struct {
 type Service struct {
 	backend Backend
 	limits  Limits
+	defs    []Def
+	args    map[string]map[string]bool // argument names per tool
 }
 
 // NewService returns a Service over b with limits l.
 func NewService(b Backend, l Limits) *Service {
 	l.setDefaults()
-	return &Service{backend: b, limits: l}
+	defs := buildDefs(l)
+	return &Service{backend: b, limits: l, defs: defs, args: argNames(defs)}
 }
 
 // Limits returns the service's limits, defaults filled in.
