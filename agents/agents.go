@@ -11,9 +11,6 @@ package agents
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,15 +27,16 @@ import (
 // Binder maps an application's conversation ids to session identifiers:
 // a keyed hash, so an identifier cannot be derived from a conversation id
 // without the secret, and two conversations never share one.
-type Binder struct{ secret []byte }
+type Binder struct{ h *pool.Hasher }
 
 // NewBinder returns a Binder keyed by secret (at least 32 bytes; keep it
 // stable for conversations to find their sandboxes again).
 func NewBinder(secret []byte) (*Binder, error) {
-	if len(secret) < 32 {
-		return nil, errors.New("agents: the binder secret must be at least 32 bytes")
+	h, err := pool.NewHasher(secret)
+	if err != nil {
+		return nil, fmt.Errorf("agents: %w", err)
 	}
-	return &Binder{secret: append([]byte(nil), secret...)}, nil
+	return &Binder{h: h}, nil
 }
 
 // Key is the session key of conversation for principal (the caller the
@@ -47,13 +45,7 @@ func (b *Binder) Key(principal pool.Principal, conversation string) (pool.Sessio
 	if conversation == "" {
 		return pool.SessionKey{}, errors.New("agents: the conversation id is empty")
 	}
-	m := hmac.New(sha256.New, b.secret)
-	fmt.Fprintf(m, "agents-conversation\x00%d\x00%s\x00%s", len(principal), principal, conversation)
-	id, err := pool.ParseIdentifier(hex.EncodeToString(m.Sum(nil)[:16]))
-	if err != nil {
-		return pool.SessionKey{}, err
-	}
-	return pool.Key(principal, id), nil
+	return pool.Key(principal, b.h.IdentifierFor("agents-conversation", string(principal), conversation)), nil
 }
 
 // Conversation is the code interpreter of one conversation.

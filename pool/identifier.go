@@ -115,3 +115,17 @@ func (h *Hasher) sub(purpose string) []byte {
 // surface that mints its own tokens (MCP session ids) keys them with it,
 // so they stay valid across restarts without a secret of their own.
 func (h *Hasher) Derive(purpose string) []byte { return h.sub("surface\x00" + purpose) }
+
+// IdentifierFor derives an identifier for purpose from parts (for surfaces
+// that bind sessions to something other than a caller's identifier: an MCP
+// session, an application's conversation). It is a keyed hash, 32 hex
+// digits, so it satisfies the identifier rules and shows nothing of parts.
+func (h *Hasher) IdentifierFor(purpose string, parts ...string) Identifier {
+	m := hmac.New(sha256.New, h.secret)
+	m.Write([]byte("identifier\x00" + purpose))
+	for _, p := range parts {
+		// Length-prefixed, so no two part lists hash alike.
+		fmt.Fprintf(m, "\x00%d\x00%s", len(p), p)
+	}
+	return Identifier{s: hex.EncodeToString(m.Sum(nil)[:16])}
+}

@@ -17,9 +17,7 @@ package mcp
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -73,6 +71,7 @@ type Options struct {
 type Server struct {
 	opt      Options
 	svc      *tools.Service
+	ids      *pool.Hasher
 	mcp      *server.MCPServer
 	sessions *sessionIDs
 	http     *server.StreamableHTTPServer
@@ -86,8 +85,9 @@ func New(opt Options) (*Server, error) {
 	if opt.Service == nil {
 		return nil, errors.New("mcp: no tool service")
 	}
-	if len(opt.Secret) < 32 {
-		return nil, errors.New("mcp: the secret must be at least 32 bytes")
+	ids, err := pool.NewHasher(opt.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("mcp: %w", err)
 	}
 	if opt.IdleTTL <= 0 {
 		opt.IdleTTL = 10 * time.Minute
@@ -101,7 +101,7 @@ func New(opt Options) (*Server, error) {
 	if opt.Version == "" {
 		opt.Version = "dev"
 	}
-	s := &Server{opt: opt, svc: opt.Service}
+	s := &Server{opt: opt, svc: opt.Service, ids: ids}
 	s.sessions = newSessionIDs(opt.Secret, opt.Now, s.release)
 	slogger := slog.New(zerolog.NewSlogHandler(opt.Log.Level(zerolog.WarnLevel)))
 	s.mcp = server.NewMCPServer("sandpool", opt.Version,
@@ -149,16 +149,10 @@ func (s *Server) httpContext(ctx context.Context, r *http.Request) context.Conte
 	return context.WithValue(ctx, bindingKey{}, b)
 }
 
-// derive is the identifier of a conversation: a keyed hash, 32 hex
-// digits, which satisfies the identifier rules.
+// derive is the identifier of a conversation (kind: session, conversation
+// or stdio).
 func (s *Server) derive(kind, value string) pool.Identifier {
-	m := hmac.New(sha256.New, s.opt.Secret)
-	fmt.Fprintf(m, "mcp-identifier\x00%s\x00%s", kind, value)
-	id, err := pool.ParseIdentifier(hex.EncodeToString(m.Sum(nil)[:16]))
-	if err != nil {
-		panic(err) // 32 hex digits always parse
-	}
-	return id
+	return s.ids.IdentifierFor("mcp-"+kind, value)
 }
 
 // maxConversationLen bounds a conversation id from the header.
