@@ -279,7 +279,7 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 		// handler checks, and some clients (mcp-go's) send no
 		// Authorization header with the DELETE.
 		ev.route, ev.pool = "mcp", name
-		s.mcp[name].ServeHTTP(w, r)
+		s.serveMCP(w, r, name, "")
 		return
 	}
 	if err != nil {
@@ -297,7 +297,7 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 		// GET (the notification stream) and DELETE run no code: not
 		// counted against the caller's in-flight limit.
 		ev.route = "mcp"
-		s.mcp[name].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal)))
+		s.serveMCP(w, r, name, principal)
 		return
 	}
 	release, err := s.limiter.admit(principal)
@@ -334,7 +334,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, seg [
 	case route == "ws":
 		return s.only(w, m, "GET", "ws", func() { s.serveWS(w, r, c) })
 	case route == "mcp" && s.mcp != nil:
-		s.mcp[c.pool.Name()].ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, c.principal)))
+		s.serveMCP(w, r, c.pool.Name(), c.principal)
 		return "mcp"
 	case route == "python/execute":
 		return s.only(w, m, "POST", "python/execute", func() { s.handleExecute(w, r, c, genLegacy) })
@@ -567,6 +567,15 @@ func (r *recorder) Flush() {
 }
 
 type principalKey struct{}
+
+// serveMCP hands a request to the MCP handler of a pool, with the caller
+// (none for a token-less DELETE) in its context.
+func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request, poolName string, principal pool.Principal) {
+	if principal != "" {
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, principal))
+	}
+	s.mcp[poolName].ServeHTTP(w, r)
+}
 
 // PrincipalFrom returns the authenticated caller of a request that an MCP
 // handler (Options.MCP) serves.

@@ -14,32 +14,32 @@ var uiFiles embed.FS
 // WebSocket, and inline figures.
 const uiCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
+// uiAssets are the page's paths: the embedded file and its type.
+var uiAssets = map[string][2]string{
+	"/":             {"ui/index.html", "text/html; charset=utf-8"},
+	"/ui/app.js":    {"ui/app.js", "text/javascript; charset=utf-8"},
+	"/ui/style.css": {"ui/style.css", "text/css; charset=utf-8"},
+}
+
+func isUIPath(p string) bool { _, ok := uiAssets[p]; return ok }
+
 // ui serves the page at / and its assets under /ui/.
 func (s *Server) ui(w http.ResponseWriter, r *http.Request, path string) {
 	if r.Method != "GET" && r.Method != "HEAD" {
 		methodNotAllowed(w, "GET")
 		return
 	}
-	name, typ := "ui/index.html", "text/html; charset=utf-8"
-	switch path {
-	case "/":
-	case "/ui/app.js":
-		name, typ = "ui/app.js", "text/javascript; charset=utf-8"
-	case "/ui/style.css":
-		name, typ = "ui/style.css", "text/css; charset=utf-8"
-	}
-	b, err := uiFiles.ReadFile(name)
+	asset := uiAssets[path]
+	b, err := uiFiles.ReadFile(asset[0])
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", typ)
+	h.Set("Content-Type", asset[1])
 	h.Set("Content-Security-Policy", uiCSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-cache")
 	_, _ = w.Write(b)
 }
-
-func isUIPath(p string) bool { return p == "/" || p == "/ui/app.js" || p == "/ui/style.css" }
