@@ -329,21 +329,25 @@ func (ws *wsSession) executor(ctx context.Context) {
 				return
 			}
 		}
-		ws.execute(ctx, job)
+		last := ws.execute(ctx, job)
+		// The execution is over before the client hears so: a message
+		// that follows the done sees it gone (queue positions, interrupts).
 		ws.mu.Lock()
 		ws.running = ""
 		ws.mu.Unlock()
+		ws.out.push(ctx, last)
 		if ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-func (ws *wsSession) execute(ctx context.Context, job wsJob) {
+// execute runs job, streaming its events, and returns its last message
+// (done or failure) for the executor to send.
+func (ws *wsSession) execute(ctx context.Context, job wsJob) wsOut {
 	release, err := ws.s.limiter.admit(ws.c.principal)
 	if err != nil {
-		ws.out.push(ctx, failureMsg(job.id, err))
-		return
+		return failureMsg(job.id, err)
 	}
 	defer release()
 	ws.out.push(ctx, wsOut{Type: "started", ID: job.id})
@@ -367,12 +371,11 @@ func (ws *wsSession) execute(ctx context.Context, job wsJob) {
 	}
 	res, err := ws.c.pool.Execute(ctx, ws.k, sandbox.ExecRequest{ID: job.id, Code: job.code, Timeout: job.timeout}, sink)
 	if err != nil {
-		ws.out.push(ctx, failureMsg(job.id, err))
-		return
+		return failureMsg(job.id, err)
 	}
 	ms := res.Duration.Milliseconds()
-	ws.out.push(ctx, wsOut{Type: "done", ID: job.id, Status: string(res.Status), DurationMs: &ms, Reason: res.Reason,
-		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, KernelRestarted: res.KernelRestarted})
+	return wsOut{Type: "done", ID: job.id, Status: string(res.Status), DurationMs: &ms, Reason: res.Reason,
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, KernelRestarted: res.KernelRestarted}
 }
 
 // writer owns every write to the connection: queued events, and pings.
