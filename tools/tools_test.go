@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"io"
 	"math/rand/v2"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,8 @@ func (f *fakeBackend) List(context.Context, pool.SessionKey, string) ([]pool.Fil
 	for n, b := range f.files {
 		out = append(out, pool.FileInfo{Name: n, Size: int64(len(b)), Type: pool.FileRegular, ModTime: time.Unix(0, 0)})
 	}
+	// Sorted, as a listing of the agent's would be stable; the map is not.
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, false, nil
 }
 
@@ -246,7 +249,7 @@ func TestFitPNGRefusesHugeCanvas(t *testing.T) {
 
 func TestFiles(t *testing.T) {
 	f := newFake()
-	s := NewService(f, Limits{MaxTextBytes: 100, MaxFileBytes: 1000})
+	s := NewService(f, Limits{MaxTextBytes: 200, MaxFileBytes: 1000})
 	ctx, k := context.Background(), pool.SessionKey{}
 	call := func(tool string, args map[string]any) Result { return s.Call(ctx, k, tool, args, nil) }
 
