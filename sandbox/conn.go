@@ -267,6 +267,8 @@ type Info struct {
 	UID          int
 	Identity     Identity
 	Kernel       KernelInfo
+	// App is set for a custom container.
+	App *AppInfo
 }
 
 // Info asks the agent about itself. With waitKernel it first waits (up to
@@ -283,7 +285,13 @@ func (c *Conn) Info(ctx context.Context, waitKernel bool, wait time.Duration) (I
 	if in.Protocol != agentproto.Version {
 		return Info{}, errcode.Newf(errcode.Internal, "the sandbox agent speaks protocol %d, not %d", in.Protocol, agentproto.Version)
 	}
+	var app *AppInfo
+	if in.App != nil {
+		app = &AppInfo{Listening: in.App.State == agentproto.AppListening, Exited: in.App.State == agentproto.AppExited,
+			ExitCode: in.App.ExitCode, Error: in.App.Error}
+	}
 	return Info{
+		App:          app,
 		AgentVersion: in.Agent,
 		UID:          in.UID,
 		Identity: Identity{Release: in.Identity.Release, Version: in.Identity.Version, BootID: in.Identity.BootID,

@@ -24,8 +24,9 @@ type Sandbox struct {
 
 // Boot waits for a freshly started sandbox's agent to answer, checks its
 // isolation against want, and waits for the kernel to be ready (imports
-// done). ctx bounds the whole wait.
-func Boot(ctx context.Context, c *Conn, want Isolation, host HostIdentity) (Info, error) {
+// done), or for a custom container (app set) its application. ctx bounds
+// the whole wait.
+func Boot(ctx context.Context, c *Conn, want Isolation, host HostIdentity, app *App) (Info, error) {
 	delay := 20 * time.Millisecond
 	for {
 		// The agent starts listening a few milliseconds after the container
@@ -38,6 +39,9 @@ func Boot(ctx context.Context, c *Conn, want Isolation, host HostIdentity) (Info
 		if err == nil {
 			if err := CheckIsolation(want, host, info.Identity); err != nil {
 				return info, err
+			}
+			if app != nil {
+				return info, bootApp(ctx, c, app, info)
 			}
 			if !info.Kernel.Ready {
 				return info, errcode.Wrap(errcode.Internal, "the Python kernel failed to start", errors.New(info.Kernel.Error))

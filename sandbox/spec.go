@@ -101,6 +101,9 @@ type Spec struct {
 	Preload []string
 	// StartTimeout bounds creation up to a ready kernel; default 90s.
 	StartTimeout time.Duration
+	// App, when set, makes the sandbox a custom container running the
+	// image's own program instead of a Python kernel; Preload is unused.
+	App *App
 }
 
 // DefaultPreload is imported into every kernel before it is ready, and bound
@@ -201,11 +204,14 @@ func (s *Spec) Normalize() error {
 		bad("resources", "tmpSize+dataSize+shmSize (tmpfs, counted as memory) must not exceed memory")
 	}
 	envBytes := 0
+	if s.App != nil {
+		s.App.normalize(bad)
+	}
 	for k, v := range s.Env {
 		switch {
 		case !envName.MatchString(k):
 			bad("env", "invalid variable name %q", k)
-		case reservedEnv[k]:
+		case reservedEnv[k] && s.App == nil:
 			bad("env", "%s cannot be set", k)
 		case strings.ContainsRune(v, 0):
 			bad("env", "value of %s contains NUL", k)
@@ -235,8 +241,17 @@ func (s *Spec) Normalize() error {
 const SandboxHome = "/tmp"
 
 // BaseEnv is the whole environment of a sandbox before Spec.Env: an
-// allowlist, so nothing of the server's environment leaks in.
+// allowlist, so nothing of the server's environment leaks in. A custom
+// container gets only HOME (the root is read-only) besides its image's
+// environment and Spec.Env.
 func BaseEnv(s *Spec) map[string]string {
+	if s.App != nil {
+		env := map[string]string{"HOME": SandboxHome}
+		for k, v := range s.Env {
+			env[k] = v
+		}
+		return env
+	}
 	threads := fmt.Sprint(max(1, int(math.Ceil(s.Resources.CPUs))))
 	env := map[string]string{
 		"PATH":                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -56,6 +57,8 @@ func daemon(args []string, stderr io.Writer) error {
 	preload := fs.String("preload", "", "comma-separated modules to import before ready")
 	noIPython := fs.Bool("no-ipython", false, "use the plain exec runner")
 	logLevel := fs.String("log-level", "warn", "log level")
+	appPort := fs.Int("app-port", 0, "custom container: the port the application (the arguments after --) listens on")
+	appDir := fs.String("app-dir", "/", "custom container: the application's working directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,16 +95,42 @@ func daemon(args []string, stderr io.Writer) error {
 		Init:         init,
 		Version:      version,
 		Log:          log,
+		AppArgv:      fs.Args(),
+		AppPort:      *appPort,
+		AppDir:       *appDir,
+	}
+	if len(cfg.AppArgv) > 0 && cfg.AppPort == 0 {
+		return fmt.Errorf("--app-port is required with an application command")
 	}
 	copy(cfg.TokenHash[:], hash)
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: agentproto.SocketName, Net: "unix"})
 	if err != nil {
+		a.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
-	return a.Serve(context.Background(), ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// A custom container ends with its application, as any container
+		// does. The pause lets the server read why (info waiting for it).
+		select {
+		case <-a.AppExited():
+			time.Sleep(appExitGrace)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err = a.Serve(ctx, ln)
+	a.Close()
+	if a.AppExited() != nil {
+		os.Exit(a.ExitCode())
+	}
+	return err
 }
+
+// appExitGrace is how long the agent outlives its application.
+const appExitGrace = 300 * time.Millisecond

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -128,6 +129,75 @@ func Agent(t testing.TB) string {
 		t.Fatal(agentEr)
 	}
 	return agent
+}
+
+var (
+	appOnce  sync.Once
+	appImage string
+	appErr   error
+)
+
+// AppImage builds (or finds, when unchanged) the example custom-container
+// image with examples/custom-container/build.sh, once per test binary, and
+// returns its tag.
+func AppImage(t testing.TB) string {
+	t.Helper()
+	appOnce.Do(func() {
+		root, err := repoRoot()
+		if err != nil {
+			appErr = err
+			return
+		}
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			appErr = fmt.Errorf("go is not on PATH: %w", err)
+			return
+		}
+		cmd := exec.Command("bash", filepath.Join(root, "examples/custom-container/build.sh"))
+		cmd.Env = append(os.Environ(), "GO="+goBin)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			appErr = fmt.Errorf("building the example custom-container image: %v\n%s", err, stderr.String())
+			return
+		}
+		appImage = strings.TrimSpace(string(out))
+	})
+	if appErr != nil {
+		t.Fatal(appErr)
+	}
+	return appImage
+}
+
+// repoRoot is the directory holding go.mod, from the test's directory up.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// AppSpec returns a custom-container spec for rt running the example
+// application (with its test-only fault routes) on port 8080.
+func AppSpec(t testing.TB, rt Runtime) sandbox.Spec {
+	s := Spec(rt)
+	s.Image = AppImage(t)
+	s.App = &sandbox.App{Port: 8080, ReadyPath: "/healthz"}
+	s.Env = map[string]string{"DEMO_FAULTS": "1"}
+	s.Resources.Memory = 256 * sandbox.MiB
+	s.Resources.DataSize = 16 * sandbox.MiB
+	return s
 }
 
 // StateDir is this run's sandpool state directory.

@@ -49,6 +49,12 @@ type Config struct {
 	// Init says the agent is PID 1 of a sandbox: it reaps orphans and may
 	// kill every process of its uid.
 	Init bool
+	// AppArgv, when set, makes the sandbox a custom container: the agent
+	// runs this program (in AppDir, with Env) instead of a Python kernel and
+	// relays connections to AppPort on loopback.
+	AppArgv []string
+	AppPort int
+	AppDir  string
 	// Version is reported in Info.
 	Version string
 	Log     zerolog.Logger
@@ -77,7 +83,8 @@ type Agent struct {
 	cfg      Config
 	log      zerolog.Logger
 	reaper   *reaper
-	kernel   *kernel
+	kernel   *kernel // nil in a custom container
+	app      *app    // nil unless in a custom container
 	files    files
 	identity agentproto.Identity
 
@@ -87,7 +94,8 @@ type Agent struct {
 	wg      sync.WaitGroup
 }
 
-// New returns an agent and starts its kernel in the background.
+// New returns an agent and starts its kernel in the background, or in a
+// custom container its application.
 func New(cfg Config) (*Agent, error) {
 	cfg.setDefaults()
 	st, err := os.Stat(cfg.DataDir)
@@ -96,6 +104,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Log, files: files{root: cfg.DataDir}, identity: readIdentity()}
 	a.reaper = newReaper(cfg.Init)
+	if len(cfg.AppArgv) > 0 {
+		if cfg.AppPort < 1 || cfg.AppPort > 65535 {
+			return nil, fmt.Errorf("application port %d is not a TCP port", cfg.AppPort)
+		}
+		a.app = startApp(appConfig{argv: cfg.AppArgv, dir: cfg.AppDir, env: cfg.Env, port: cfg.AppPort}, a.reaper, cfg.Log)
+		return a, nil
+	}
 	a.kernel = newKernel(kernelConfig{
 		python:         cfg.Python,
 		dir:            cfg.DataDir,
@@ -112,6 +127,23 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
+// AppExited is closed when a custom container's application exited (never,
+// in a Python sandbox); ExitCode is then its status.
+func (a *Agent) AppExited() <-chan struct{} {
+	if a.app == nil {
+		return nil
+	}
+	return a.app.exited
+}
+
+// ExitCode is the status a custom container's application exited with.
+func (a *Agent) ExitCode() int {
+	if a.app == nil {
+		return 0
+	}
+	return a.app.exitCode()
+}
+
 // Close stops serving, kills the kernel and waits for every goroutine.
 func (a *Agent) Close() error {
 	a.mu.Lock()
@@ -124,7 +156,12 @@ func (a *Agent) Close() error {
 		a.session.Close()
 	}
 	a.mu.Unlock()
-	a.kernel.close()
+	if a.kernel != nil {
+		a.kernel.close()
+	}
+	if a.app != nil {
+		a.app.kill()
+	}
 	a.wg.Wait()
 	a.reaper.close()
 	return nil
@@ -260,18 +297,30 @@ func (a *Agent) handle(ctx context.Context, sess *yamux.Session, st *yamux.Strea
 			wctx, cancel = context.WithTimeout(ctx, time.Duration(max(req.WaitMS, 0))*time.Millisecond)
 			defer cancel()
 		}
-		reply(&agentproto.Message{Type: agentproto.MsgInfo, Info: &agentproto.Info{
-			Protocol: agentproto.Version,
-			Agent:    a.cfg.Version,
-			Identity: a.identity,
-			Kernel:   a.kernel.state(wctx, req.WaitKernel),
-			UID:      os.Getuid(),
-		}})
-	case agentproto.OpExecute:
-		a.execute(ctx, sess, st, req, em)
-	case agentproto.OpInterrupt:
-		a.kernel.interrupt(req.ExecID)
-		reply(&agentproto.Message{Type: agentproto.MsgOK})
+		info := &agentproto.Info{Protocol: agentproto.Version, Agent: a.cfg.Version, Identity: a.identity, UID: os.Getuid()}
+		if a.app != nil {
+			st := a.app.state(wctx, req.WaitKernel)
+			info.App = &st
+		} else {
+			info.Kernel = a.kernel.state(wctx, req.WaitKernel)
+		}
+		reply(&agentproto.Message{Type: agentproto.MsgInfo, Info: info})
+	case agentproto.OpExecute, agentproto.OpInterrupt:
+		switch {
+		case a.kernel == nil:
+			reply(agentproto.Failed(agentproto.FailKernel, "a custom container has no Python kernel"))
+		case req.Op == agentproto.OpExecute:
+			a.execute(ctx, sess, st, req, em)
+		default:
+			a.kernel.interrupt(req.ExecID)
+			reply(&agentproto.Message{Type: agentproto.MsgOK})
+		}
+	case agentproto.OpDial:
+		if a.app == nil {
+			reply(agentproto.Failed(agentproto.FailBadRequest, "this sandbox runs no application"))
+			return
+		}
+		a.app.dial(st, r.Rest(st), em)
 	case agentproto.OpStat:
 		fi, err := a.files.stat(req.Path)
 		if err != nil {

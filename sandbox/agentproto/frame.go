@@ -6,6 +6,7 @@ package agentproto
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -71,6 +72,17 @@ func NewReader(r io.Reader, max int) *Reader {
 		max = MaxFrame
 	}
 	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+// Rest is what follows the frames read so far: bytes already buffered,
+// then the rest of the underlying reader. A stream that switches from
+// frames to raw bytes (app.dial) reads on from Rest.
+func (r *Reader) Rest(under io.Reader) io.Reader {
+	if n := r.r.Buffered(); n > 0 {
+		b, _ := r.r.Peek(n)
+		return io.MultiReader(bytes.NewReader(bytes.Clone(b)), under)
+	}
+	return under
 }
 
 // Next returns the next frame. The payload is valid until the next call.

@@ -54,13 +54,18 @@ const (
 	OpStat      Op = "file.stat"
 	OpList      Op = "file.list"
 	OpDelete    Op = "file.delete"
+	// OpDial connects the stream to the application's port (custom
+	// containers): after an ok reply the stream carries raw TCP bytes both
+	// ways. The port is the agent's own setting, never the request's.
+	OpDial Op = "app.dial"
 )
 
 // Request is the first message on every stream.
 type Request struct {
 	Op Op `json:"op"`
 
-	// Info: wait until the kernel is ready (bounded by WaitMS).
+	// Info: wait until the kernel is ready, or in a custom container the
+	// application listens or exits (bounded by WaitMS).
 	WaitKernel bool  `json:"wait_kernel,omitempty"`
 	WaitMS     int64 `json:"wait_ms,omitempty"`
 
@@ -177,7 +182,33 @@ type Info struct {
 	Agent    string   `json:"agent"`
 	Identity Identity `json:"identity"`
 	Kernel   Kernel   `json:"kernel"`
-	UID      int      `json:"uid"`
+	// App is set in a custom container: the application the agent runs
+	// instead of a kernel.
+	App *App `json:"app,omitempty"`
+	UID int  `json:"uid"`
+}
+
+// AppState is the lifecycle state of a custom container's application.
+type AppState string
+
+// Application states.
+const (
+	// AppStarting: started, its port does not accept connections yet.
+	AppStarting AppState = "starting"
+	// AppListening: its port accepts connections.
+	AppListening AppState = "listening"
+	// AppExited: it exited; the agent (and so the sandbox) ends soon after.
+	AppExited AppState = "exited"
+)
+
+// App describes a custom container's application.
+type App struct {
+	State AppState `json:"state"`
+	Port  int      `json:"port"`
+	// ExitCode is set once it exited (-1 when killed by a signal).
+	ExitCode int `json:"exit_code,omitempty"`
+	// Error says why it could not start or how it ended.
+	Error string `json:"error,omitempty"`
 }
 
 // Identity is what the agent sees of the kernel it runs on.
@@ -258,7 +289,9 @@ const (
 	FailTooLarge   FailCode = "too_large"
 	FailNoSpace    FailCode = "no_space"
 	FailKernel     FailCode = "kernel_unavailable"
-	FailIO         FailCode = "io"
+	// FailRefused: the application does not accept connections.
+	FailRefused FailCode = "refused"
+	FailIO      FailCode = "io"
 )
 
 // WriteMsg encodes m as a message frame.

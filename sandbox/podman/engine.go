@@ -29,6 +29,7 @@ import (
 	"github.com/containers/podman/v5/pkg/api/handlers"
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/images"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"github.com/rs/zerolog"
 
@@ -367,6 +368,12 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 	}
 	th := agentproto.TokenHash(e.token(p.name))
 	p.tokenHash = hex.EncodeToString(th[:])
+	if spec.App != nil {
+		var err error
+		if p.appArgv, p.appDir, err = e.appArgv(ctx, &spec); err != nil {
+			return nil, err
+		}
+	}
 	g := buildSpec(&spec, p)
 	resp, err := containers.CreateWithSpec(e.call(ctx), g, nil)
 	if err != nil {
@@ -387,13 +394,46 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 		return nil, engineErr(err, "starting the sandbox")
 	}
 	sb := e.handle(id, p.name, g.Labels, p.uid, spec.Isolation)
-	info, err := sandbox.Boot(ctx, sb.Conn, spec.Isolation, e.host)
+	info, err := sandbox.Boot(ctx, sb.Conn, spec.Isolation, e.host, spec.App)
 	if err != nil {
 		sb.Close()
 		return nil, err
 	}
 	sb.BootInfo = info
 	return sb, nil
+}
+
+// appArgv resolves a custom container's program line against its image,
+// as Kubernetes does: Command replaces the entrypoint, Args the command
+// (given Command alone, the image's command is dropped). The working
+// directory is the image's, default /.
+func (e *Engine) appArgv(ctx context.Context, s *sandbox.Spec) ([]string, string, error) {
+	img, err := images.GetImage(e.call(ctx), s.Image, nil)
+	if err != nil {
+		if status(err) == http.StatusNotFound {
+			return nil, "", errcode.Wrap(errcode.NotFound, "the pool's image is not in the podman image store (images are never pulled: build or load it)", err)
+		}
+		return nil, "", engineErr(err, "inspecting the image")
+	}
+	var entry, cmd []string
+	dir := "/"
+	if c := img.Config; c != nil {
+		entry, cmd = c.Entrypoint, c.Cmd
+		if c.WorkingDir != "" {
+			dir = c.WorkingDir
+		}
+	}
+	switch {
+	case len(s.App.Command) > 0:
+		entry, cmd = s.App.Command, s.App.Args
+	case len(s.App.Args) > 0:
+		cmd = s.App.Args
+	}
+	argv := append(append([]string(nil), entry...), cmd...)
+	if len(argv) == 0 {
+		return nil, "", errcode.New(errcode.InvalidArgument, "the image has no entrypoint or command, and the pool sets no command")
+	}
+	return argv, dir, nil
 }
 
 func (e *Engine) handle(id, name string, labels map[string]string, uid int, iso sandbox.Isolation) *sandbox.Sandbox {

@@ -41,6 +41,10 @@ type containerParams struct {
 	seccompPath string // host path of the seccomp profile
 	runtime     string
 	tokenHash   string // hex SHA-256 of the agent token
+	// A custom container's program line and working directory, resolved
+	// against its image.
+	appArgv []string
+	appDir  string
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -60,6 +64,12 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 	}
 	g.User = fmt.Sprintf("%d:%d", p.uid, p.uid)
 	g.WorkDir = DataDir
+	if s.App != nil {
+		// The agent runs the image's program instead of a kernel. The
+		// program is the agent's argument: nothing of it reaches a shell.
+		g.Command = append([]string{"daemon", "--token-hash", p.tokenHash,
+			"--app-port", strconv.Itoa(s.App.Port), "--app-dir", p.appDir, "--"}, p.appArgv...)
+	}
 	g.Env = sandbox.BaseEnv(s)
 	g.EnvHost = ptr(false)
 	g.HTTPProxy = ptr(false) // never copy the server's proxy settings in
