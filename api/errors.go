@@ -47,8 +47,10 @@ func statusOf(c errcode.Code) int {
 		return http.StatusInsufficientStorage
 	case errcode.Unavailable, errcode.SandboxUnreachable, errcode.ShuttingDown:
 		return http.StatusServiceUnavailable
-	case errcode.Timeout:
+	case errcode.Timeout, codeUpstreamTimeout:
 		return http.StatusGatewayTimeout
+	case codeUpstreamFailed:
+		return http.StatusBadGateway
 	}
 	return http.StatusInternalServerError
 }

@@ -27,6 +27,9 @@ type Limits struct {
 	MaxRequestBytes pool.Quantity `yaml:"maxRequestBytes"`
 	MaxCodeBytes    pool.Quantity `yaml:"maxCodeBytes"`
 	MaxUploadBytes  pool.Quantity `yaml:"maxUploadBytes"`
+	// MaxForwardBytes bounds a request body forwarded to a custom
+	// container (default 1Gi).
+	MaxForwardBytes pool.Quantity `yaml:"maxForwardBytes"`
 	// MaxResponseBytes bounds the images one execution returns (default 32Mi).
 	MaxResponseBytes pool.Quantity `yaml:"maxResponseBytes"`
 	// BodyTimeoutSeconds bounds reading a JSON body (default 30) and
@@ -57,6 +60,7 @@ func (l *Limits) Normalize() error {
 	defQ(&l.MaxCodeBytes, 1<<20)
 	defQ(&l.MaxUploadBytes, 128<<20)
 	defQ(&l.MaxResponseBytes, 32<<20)
+	defQ(&l.MaxForwardBytes, 1<<30)
 	def(&l.BodyTimeoutSeconds, 30)
 	def(&l.UploadTimeoutSeconds, 600)
 	var errs []error
@@ -70,7 +74,7 @@ func (l *Limits) Normalize() error {
 		}
 	}
 	for name, v := range map[string]pool.Quantity{"maxRequestBytes": l.MaxRequestBytes, "maxCodeBytes": l.MaxCodeBytes,
-		"maxUploadBytes": l.MaxUploadBytes, "maxResponseBytes": l.MaxResponseBytes} {
+		"maxUploadBytes": l.MaxUploadBytes, "maxResponseBytes": l.MaxResponseBytes, "maxForwardBytes": l.MaxForwardBytes} {
 		if v < 0 {
 			errs = append(errs, errors.New("limits."+name+": must be positive"))
 		}

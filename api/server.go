@@ -57,6 +57,8 @@ type Server struct {
 	fallback http.Handler
 	mcp      map[string]http.Handler
 	mcpPool  string
+	// forwarders serve the CustomContainer pools, by name.
+	forwarders map[string]*forwarder
 	noUI     bool
 	log      zerolog.Logger
 
@@ -75,17 +77,28 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		execs: newExecStore(opt.Manager.Hasher()), metrics: opt.Metrics, fallback: opt.Fallback,
 		log: opt.Log, poolAuth: map[string]*authenticator{}, warmed: map[string]bool{}, noUI: opt.NoUI,
 	}
+	s.forwarders = map[string]*forwarder{}
+	for _, p := range opt.Manager.Pools() {
+		if cfg := p.Config(); cfg.ContainerType == pool.CustomContainer {
+			s.forwarders[p.Name()] = newForwarder(cfg)
+		}
+	}
 	if opt.MCP != nil {
+		// MCP's tools run Python: custom-container pools have none.
 		s.mcp = map[string]http.Handler{}
 		for _, p := range opt.Manager.Pools() {
-			s.mcp[p.Name()] = opt.MCP(p.Name())
+			if s.forwarders[p.Name()] == nil {
+				s.mcp[p.Name()] = opt.MCP(p.Name())
+				if opt.MCPPool == "" && s.mcpPool == "" {
+					s.mcpPool = p.Name()
+				}
+			}
 		}
-		s.mcpPool = opt.MCPPool
-		if s.mcpPool == "" && len(opt.Manager.Pools()) > 0 {
-			s.mcpPool = opt.Manager.Pools()[0].Name()
+		if opt.MCPPool != "" {
+			s.mcpPool = opt.MCPPool
 		}
-		if s.mcp[s.mcpPool] == nil {
-			return nil, fmt.Errorf("mcp.pool: no pool %q", s.mcpPool)
+		if s.mcpPool != "" && s.mcp[s.mcpPool] == nil {
+			return nil, fmt.Errorf("mcp.pool: no Python pool %q", s.mcpPool)
 		}
 	}
 	var err error
@@ -114,6 +127,9 @@ func (s *Server) Close(ctx context.Context) {
 	s.closing = true
 	s.mu.Unlock()
 	s.execs.close(ctx)
+	for _, fw := range s.forwarders {
+		fw.close()
+	}
 	s.auth.close()
 	for _, a := range s.poolAuth {
 		a.close()
@@ -248,7 +264,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case isUIPath(path) && !s.noUI:
 		ev.route = "ui"
 		s.ui(rec, r, path)
-	case path == "/mcp" && s.mcp != nil:
+	case path == "/mcp" && s.mcpPool != "":
 		s.poolRoute(rec, r, "/pools/"+url.PathEscape(s.mcpPool)+"/mcp", &ev)
 	case s.fallback != nil:
 		ev.route = "fallback"
@@ -269,7 +285,8 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 	if pa := s.poolAuth[name]; pa != nil && p != nil {
 		a = pa
 	}
-	if rest == "ws" {
+	custom := s.forwarders[name] != nil
+	if rest == "ws" && !custom {
 		r = wsAuth(r)
 	}
 	principal, err := a.authenticate(r)
@@ -293,7 +310,7 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 		return
 	}
 	ev.pool = name
-	if rest == "mcp" && s.mcp != nil && r.Method != "POST" {
+	if rest == "mcp" && s.mcp[name] != nil && r.Method != "POST" {
 		// GET (the notification stream) and DELETE run no code: not
 		// counted against the caller's in-flight limit.
 		ev.route = "mcp"
@@ -314,6 +331,10 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 	c := &call{r: r, pool: p, principal: principal, query: parseQuery(r.URL.RawQuery),
 		base: "/pools/" + url.PathEscape(name), hasher: s.mgr.Hasher(), release: release}
 	defer func() { ev.session = c.hash }()
+	if custom && !isManagement(rest) {
+		ev.route = s.forward(w, r, c)
+		return
+	}
 	if v, ok := c.query["api-version"]; ok {
 		if _, known := apiVersions[v]; !known {
 			writeError(w, errcode.New(codeBadAPIVersion, "unsupported api-version; use one of 2024-02-02-preview, 2024-10-02-preview, 2025-02-02-preview, 2025-10-02-preview"))
@@ -333,7 +354,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call, seg [
 		return s.only(w, m, "GET", "pool", func() { s.getPool(w, c) })
 	case route == "ws":
 		return s.only(w, m, "GET", "ws", func() { s.serveWS(w, r, c) })
-	case route == "mcp" && s.mcp != nil:
+	case route == "mcp" && s.mcp[c.pool.Name()] != nil:
 		s.serveMCP(w, r, c.pool.Name(), c.principal)
 		return "mcp"
 	case route == "python/execute":

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -18,8 +19,8 @@ import (
 // ContainerType is the kind of session a pool runs.
 type ContainerType string
 
-// Container types. CustomContainer is accepted by the schema but not yet
-// supported.
+// Container types: Python code-interpreter sessions, or sessions of the
+// user's own image (customContainerTemplate), reached over HTTP.
 const (
 	PythonLTS       ContainerType = "PythonLTS"
 	CustomContainer ContainerType = "CustomContainer"
@@ -64,6 +65,83 @@ type Config struct {
 	Lifecycle      LifecycleConfig   `yaml:"lifecycleConfiguration"`
 	SessionNetwork NetworkConfig     `yaml:"sessionNetworkConfiguration"`
 	Execution      ExecutionConfig   `yaml:"execution"`
+	// CustomContainer is the template of a CustomContainer pool, as in
+	// Azure's customContainerTemplate.
+	CustomContainer *CustomContainerTemplate `yaml:"customContainerTemplate"`
+}
+
+// CustomContainerTemplate is Azure's customContainerTemplate: one
+// container of the user's image and its ingress port.
+type CustomContainerTemplate struct {
+	Containers []ContainerTemplate `yaml:"containers"`
+	Ingress    IngressConfig       `yaml:"ingress"`
+}
+
+// ContainerTemplate is the container of a CustomContainer pool.
+type ContainerTemplate struct {
+	// Image must be in the podman image store: sandpool never pulls.
+	Image string `yaml:"image"`
+	Name  string `yaml:"name"`
+	// Command replaces the image's entrypoint and Args its command, as in
+	// Kubernetes.
+	Command   []string            `yaml:"command"`
+	Args      []string            `yaml:"args"`
+	Env       []EnvVar            `yaml:"env"`
+	Resources *ContainerResources `yaml:"resources"`
+	Probes    []Probe             `yaml:"probes"`
+}
+
+// EnvVar is one environment variable of a custom container.
+type EnvVar struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+	// SecretRef is Azure's; sandpool has no secret store and refuses it.
+	SecretRef string `yaml:"secretRef"`
+}
+
+// ContainerResources is a custom container's size: Azure's place for what
+// resources.cpu and resources.memory say (those win when both are set).
+type ContainerResources struct {
+	CPU    float64  `yaml:"cpu"`
+	Memory Quantity `yaml:"memory"`
+}
+
+// IngressConfig is where a custom container listens.
+type IngressConfig struct {
+	// TargetPort is the container's HTTP port (required).
+	TargetPort int `yaml:"targetPort"`
+	// TimeoutInSeconds bounds the wait for a forwarded request's response
+	// headers (a sandpool extension; default 240, as Azure's ingress).
+	// Bodies and upgraded connections may last longer.
+	TimeoutInSeconds int `yaml:"timeoutInSeconds"`
+}
+
+// Probe is an Azure container probe. sandpool supports the Startup probe
+// (the sandbox is Ready only once it passes); a container that exits later
+// is handled by the pool's lifecycle.
+type Probe struct {
+	Type      string        `yaml:"type"`
+	HTTPGet   *ProbeHTTPGet `yaml:"httpGet"`
+	TCPSocket *ProbeTCP     `yaml:"tcpSocket"`
+	// The probe passes within InitialDelaySeconds + FailureThreshold x
+	// PeriodSeconds (default 0 + 3 x 10), or the sandbox fails. sandpool
+	// checks continuously within that window, not once per period.
+	InitialDelaySeconds int `yaml:"initialDelaySeconds"`
+	PeriodSeconds       int `yaml:"periodSeconds"`
+	FailureThreshold    int `yaml:"failureThreshold"`
+	SuccessThreshold    int `yaml:"successThreshold"`
+	TimeoutSeconds      int `yaml:"timeoutSeconds"`
+}
+
+// ProbeHTTPGet probes a path with a GET that must answer 2xx.
+type ProbeHTTPGet struct {
+	Path string `yaml:"path"`
+	Port int    `yaml:"port"`
+}
+
+// ProbeTCP probes that a port accepts connections.
+type ProbeTCP struct {
+	Port int `yaml:"port"`
 }
 
 // ResourcesConfig is a sandbox's size.
@@ -120,6 +198,9 @@ const (
 	DefaultRuntime     = "runsc"
 	defaultCooldown    = 300
 	defaultMaxAlive    = 86400
+	defaultMaxAliveOCE = 3600 // OnContainerExit, as Azure's CLI
+	defaultIngressWait = 240
+	defaultAppDisk     = 64 * sandbox.MiB
 	defaultMaxSessions = 10
 	defaultReady       = 1
 	defaultCreating    = 4
@@ -136,8 +217,25 @@ func DefaultConfig() Config {
 
 func (c *Config) setDefaults() {
 	def := sandbox.DefaultResources()
+	if c.ContainerType == CustomContainer {
+		setDef(&c.Resources.Disk, Quantity(defaultAppDisk))
+		if cc := c.CustomContainer; cc != nil {
+			if len(cc.Containers) == 1 && cc.Containers[0].Resources != nil {
+				r := cc.Containers[0].Resources
+				setDef(&c.Resources.CPU, r.CPU)
+				setDef(&c.Resources.Memory, r.Memory)
+			}
+			setDef(&cc.Ingress.TimeoutInSeconds, defaultIngressWait)
+		}
+		if c.Lifecycle.LifecycleType == OnContainerExit {
+			setDef(&c.Lifecycle.MaxAlivePeriodInSeconds, defaultMaxAliveOCE)
+		}
+	}
 	setDef(&c.Name, DefaultPoolName)
 	setDef(&c.ContainerType, PythonLTS)
+	if cc := c.CustomContainer; c.Image == "" && c.ContainerType == CustomContainer && cc != nil && len(cc.Containers) == 1 {
+		c.Image = cc.Containers[0].Image
+	}
 	if c.Image == "" {
 		c.Image = image.Tag()
 	}
@@ -187,6 +285,9 @@ var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{2,62}$`)
 // Normalize fills in defaults and checks every field. Its error names each
 // bad field by its YAML path.
 func (c *Config) Normalize() error {
+	// Azure refuses a cooldown on OnContainerExit pools; so do we, before
+	// the default fills it in.
+	cooldownSet := c.Lifecycle.CooldownPeriodInSeconds != 0
 	c.setDefaults()
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -197,10 +298,13 @@ func (c *Config) Normalize() error {
 	}
 	switch c.ContainerType {
 	case PythonLTS:
+		if c.CustomContainer != nil {
+			bad("customContainerTemplate", "applies to CustomContainer pools only")
+		}
 	case CustomContainer:
-		bad("containerType", "CustomContainer is not supported yet; use PythonLTS")
+		c.checkCustom(bad)
 	default:
-		bad("containerType", "must be PythonLTS, not %q", c.ContainerType)
+		bad("containerType", "must be PythonLTS or CustomContainer, not %q", c.ContainerType)
 	}
 	switch c.Runtime {
 	case "runc", "runsc":
@@ -239,7 +343,12 @@ func (c *Config) Normalize() error {
 	switch l.LifecycleType {
 	case Timed:
 	case OnContainerExit:
-		bad("lifecycleConfiguration.lifecycleType", "OnContainerExit applies to CustomContainer pools only")
+		if c.ContainerType != CustomContainer {
+			bad("lifecycleConfiguration.lifecycleType", "OnContainerExit applies to CustomContainer pools only")
+		}
+		if cooldownSet {
+			bad("lifecycleConfiguration.cooldownPeriodInSeconds", "does not apply to OnContainerExit (a session ends when its container exits, or at maxAlivePeriodInSeconds)")
+		}
 	default:
 		bad("lifecycleConfiguration.lifecycleType", "must be Timed or OnContainerExit, not %q", l.LifecycleType)
 	}
@@ -272,6 +381,100 @@ func (c *Config) Normalize() error {
 	return errors.Join(errs...)
 }
 
+// checkCustom checks the template of a CustomContainer pool.
+func (c *Config) checkCustom(bad func(field, format string, args ...any)) {
+	cc := c.CustomContainer
+	if cc == nil {
+		bad("customContainerTemplate", "is required for a CustomContainer pool")
+		return
+	}
+	if len(cc.Containers) != 1 {
+		bad("customContainerTemplate.containers", "must hold exactly one container, not %d", len(cc.Containers))
+		return
+	}
+	ct := &cc.Containers[0]
+	const f = "customContainerTemplate.containers[0]."
+	if ct.Image == "" {
+		bad(f+"image", "is required")
+	}
+	if c.Image != ct.Image {
+		bad("image", "a CustomContainer pool takes its image from customContainerTemplate")
+	}
+	for i, e := range ct.Env {
+		if e.SecretRef != "" {
+			bad(fmt.Sprintf(f+"env[%d].secretRef", i), "secrets are not supported; give value")
+		}
+	}
+	if p := cc.Ingress.TargetPort; p < 1 || p > 65535 {
+		bad("customContainerTemplate.ingress.targetPort", "must be 1 to 65535, not %d", p)
+	}
+	if t := cc.Ingress.TimeoutInSeconds; t < 1 || t > 86400 {
+		bad("customContainerTemplate.ingress.timeoutInSeconds", "must be 1 to 86400, not %d", t)
+	}
+	startups := 0
+	for i, pr := range ct.Probes {
+		pf := fmt.Sprintf(f+"probes[%d].", i)
+		switch pr.Type {
+		case "Startup":
+			startups++
+		case "Liveness":
+			bad(pf+"type", "Liveness probes are not supported: a container that exits is handled by the pool's lifecycle")
+		default:
+			bad(pf+"type", "must be Startup, not %q", pr.Type)
+		}
+		if (pr.HTTPGet == nil) == (pr.TCPSocket == nil) {
+			bad(pf+"httpGet", "give exactly one of httpGet and tcpSocket")
+		}
+		port := 0
+		if pr.HTTPGet != nil {
+			port = pr.HTTPGet.Port
+			if !strings.HasPrefix(pr.HTTPGet.Path, "/") {
+				bad(pf+"httpGet.path", "must start with /")
+			}
+		} else if pr.TCPSocket != nil {
+			port = pr.TCPSocket.Port
+		}
+		if port != 0 && port != cc.Ingress.TargetPort {
+			bad(pf+"port", "must be the target port %d: sandpool reaches only that port", cc.Ingress.TargetPort)
+		}
+		for name, v := range map[string]int{"initialDelaySeconds": pr.InitialDelaySeconds, "periodSeconds": pr.PeriodSeconds,
+			"failureThreshold": pr.FailureThreshold, "timeoutSeconds": pr.TimeoutSeconds} {
+			if v < 0 || v > 3600 {
+				bad(pf+name, "must be 0 to 3600, not %d", v)
+			}
+		}
+		if pr.SuccessThreshold > 1 {
+			bad(pf+"successThreshold", "must be 1")
+		}
+	}
+	if startups > 1 {
+		bad(f+"probes", "at most one Startup probe")
+	}
+}
+
+// startup is a custom container's Startup probe, or nil.
+func (ct *ContainerTemplate) startup() *Probe {
+	for i := range ct.Probes {
+		if ct.Probes[i].Type == "Startup" {
+			return &ct.Probes[i]
+		}
+	}
+	return nil
+}
+
+// startWindow is how long a custom container may take to pass its
+// Startup probe (or open its port): Azure's initialDelaySeconds +
+// failureThreshold x periodSeconds, with Azure's defaults.
+func (ct *ContainerTemplate) startWindow() time.Duration {
+	delay, period, failures := 0, 10, 3
+	if pr := ct.startup(); pr != nil {
+		delay = pr.InitialDelaySeconds
+		period = cmp.Or(pr.PeriodSeconds, period)
+		failures = cmp.Or(pr.FailureThreshold, failures)
+	}
+	return time.Duration(delay+period*failures) * time.Second
+}
+
 // ready is the warm pool's target size.
 func (c *Config) ready() int { return *c.Scale.ReadySessionInstances }
 
@@ -298,6 +501,24 @@ func (c *Config) spec(labels map[string]string) (sandbox.Spec, error) {
 	}
 	if c.SessionNetwork.Status == EgressEnabled {
 		s.Network = sandbox.NetworkEgress
+	}
+	if c.ContainerType == CustomContainer && c.CustomContainer != nil && len(c.CustomContainer.Containers) == 1 {
+		ct := &c.CustomContainer.Containers[0]
+		s.Image = ct.Image
+		s.Preload = []string{}
+		s.App = &sandbox.App{Command: ct.Command, Args: ct.Args, Port: c.CustomContainer.Ingress.TargetPort}
+		if pr := ct.startup(); pr != nil && pr.HTTPGet != nil {
+			s.App.ReadyPath = pr.HTTPGet.Path
+		}
+		// The window runs from the container's start; creating it (and
+		// gVisor's boot) comes on top.
+		s.StartTimeout = ct.startWindow() + 15*time.Second
+		if len(ct.Env) > 0 {
+			s.Env = map[string]string{}
+			for _, e := range ct.Env {
+				s.Env[e.Name] = e.Value
+			}
+		}
 	}
 	return s, s.Normalize()
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -46,7 +47,36 @@ func TestConfigRejects(t *testing.T) {
 		{"negative cooldown", func(c *Config) { c.Lifecycle.CooldownPeriodInSeconds = -5 }, "cooldownPeriodInSeconds"},
 		{"bad lifecycle", func(c *Config) { c.Lifecycle.LifecycleType = "Forever" }, "lifecycleType"},
 		{"on exit for python", func(c *Config) { c.Lifecycle.LifecycleType = OnContainerExit }, "lifecycleType"},
-		{"custom container", func(c *Config) { c.ContainerType = CustomContainer }, "containerType"},
+		{"custom without template", func(c *Config) { c.ContainerType = CustomContainer }, "customContainerTemplate"},
+		{"template for python", func(c *Config) { c.CustomContainer = custom() }, "customContainerTemplate"},
+		{"two containers", func(c *Config) {
+			c.ContainerType, c.CustomContainer = CustomContainer, custom()
+			c.CustomContainer.Containers = append(c.CustomContainer.Containers, c.CustomContainer.Containers[0])
+		}, "customContainerTemplate.containers"},
+		{"no image", func(c *Config) {
+			c.ContainerType, c.CustomContainer = CustomContainer, custom()
+			c.CustomContainer.Containers[0].Image = ""
+		}, "containers[0].image"},
+		{"no target port", func(c *Config) {
+			c.ContainerType, c.CustomContainer = CustomContainer, custom()
+			c.CustomContainer.Ingress.TargetPort = 0
+		}, "ingress.targetPort"},
+		{"secret", func(c *Config) {
+			c.ContainerType, c.CustomContainer = CustomContainer, custom()
+			c.CustomContainer.Containers[0].Env = []EnvVar{{Name: "A", SecretRef: "s"}}
+		}, "env[0].secretRef"},
+		{"liveness", func(c *Config) {
+			c.ContainerType, c.CustomContainer = CustomContainer, custom()
+			c.CustomContainer.Containers[0].Probes = []Probe{{Type: "Liveness", TCPSocket: &ProbeTCP{Port: 8080}}}
+		}, "probes[0].type"},
+		{"probe on another port", func(c *Config) {
+			c.ContainerType, c.CustomContainer = CustomContainer, custom()
+			c.CustomContainer.Containers[0].Probes = []Probe{{Type: "Startup", HTTPGet: &ProbeHTTPGet{Path: "/", Port: 22}}}
+		}, "probes[0].port"},
+		{"cooldown on exit", func(c *Config) {
+			c.ContainerType, c.CustomContainer = CustomContainer, custom()
+			c.Lifecycle = LifecycleConfig{LifecycleType: OnContainerExit, CooldownPeriodInSeconds: 300}
+		}, "cooldownPeriodInSeconds"},
 		{"bad egress", func(c *Config) { c.SessionNetwork.Status = "Open" }, "sessionNetworkConfiguration.status"},
 		{"tiny memory", func(c *Config) { c.Resources.Memory = 1 << 20 }, "resources.memory"},
 		{"negative cpu", func(c *Config) { c.Resources.CPU = -1 }, "resources.cpu"},
@@ -64,6 +94,60 @@ func TestConfigRejects(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: error %q does not name %s", tc.name, err, tc.field)
 		}
+	}
+}
+
+func custom() *CustomContainerTemplate {
+	return &CustomContainerTemplate{Containers: []ContainerTemplate{{Image: "localhost/app:1"}}, Ingress: IngressConfig{TargetPort: 8080}}
+}
+
+// A pool written as Azure's sessionPools resource describes it.
+func TestConfigCustomContainerYAML(t *testing.T) {
+	src := `
+name: apps
+containerType: CustomContainer
+runtime: runc
+scaleConfiguration: {maxConcurrentSessions: 10, readySessionInstances: 2}
+lifecycleConfiguration: {lifecycleType: OnContainerExit}
+customContainerTemplate:
+  containers:
+    - image: localhost/app:1
+      name: app
+      command: [/app]
+      args: [--verbose]
+      env: [{name: GREETING, value: hi}, {name: PATH, value: /bin}]
+      resources: {cpu: 0.25, memory: 0.5Gi}
+      probes:
+        - type: Startup
+          httpGet: {path: /healthz, port: 8080}
+          failureThreshold: 5
+          periodSeconds: 2
+  ingress: {targetPort: 8080}
+`
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Image != "localhost/app:1" || c.Resources.CPU != 0.25 || c.Resources.Memory != 512<<20 || c.Resources.Disk != defaultAppDisk ||
+		c.Lifecycle.MaxAlivePeriodInSeconds != defaultMaxAliveOCE || c.CustomContainer.Ingress.TimeoutInSeconds != defaultIngressWait {
+		t.Fatalf("parsed: %+v", c)
+	}
+	spec, err := c.spec(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := spec.App
+	if a == nil || a.Port != 8080 || a.ReadyPath != "/healthz" || a.Command[0] != "/app" || a.Args[0] != "--verbose" ||
+		spec.Env["GREETING"] != "hi" || spec.Env["PATH"] != "/bin" || spec.Image != "localhost/app:1" || spec.Network != sandbox.NetworkNone {
+		t.Fatalf("spec: %+v %+v", spec, a)
+	}
+	if spec.StartTimeout != 10*time.Second+15*time.Second {
+		t.Errorf("start timeout %v: want the probe's window (5 x 2 s) and the creation margin", spec.StartTimeout)
 	}
 }
 

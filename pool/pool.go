@@ -253,6 +253,10 @@ func (p *Pool) poke() {
 	}
 }
 
+// failFast is the number of consecutive creation failures after which a
+// new session is refused at once while the pool backs off.
+const failFast = 2
+
 // refillDelay separates an allocation from the refill it causes.
 const refillDelay = 250 * time.Millisecond
 
@@ -280,6 +284,14 @@ func (p *Pool) acquire(ctx context.Context, k SessionKey) (*Session, func(), err
 		if p.active >= p.cfg.Scale.MaxConcurrentSessions {
 			p.mu.Unlock()
 			return nil, nil, ErrCapacity
+		}
+		if len(p.ready) == 0 && p.failures >= failFast && now.Before(p.retryAt) {
+			// Creation keeps failing (a container that never gets ready,
+			// a missing image): say so now rather than after another
+			// failed attempt. The warm pool retries with backoff.
+			err := errcode.Newf(errcode.Unavailable, "the pool cannot start sessions right now: %s", p.lastErr)
+			p.mu.Unlock()
+			return nil, nil, err
 		}
 		p.active++
 		s = &Session{p: p, hash: h, key: k, created: now, ready: make(chan struct{}), state: StatePending}
@@ -463,7 +475,9 @@ func (p *Pool) expire() {
 		if s.state != StateAllocated {
 			continue
 		}
-		idle := s.inflight == 0 && now.Sub(s.lastAccess) >= p.cfg.cooldown()
+		// OnContainerExit sessions have no cooldown: they end with their
+		// container (checkHealth) or at their maximum life.
+		idle := s.inflight == 0 && now.Sub(s.lastAccess) >= p.cfg.cooldown() && p.cfg.Lifecycle.LifecycleType == Timed
 		old := now.Sub(s.created) >= p.cfg.maxAlive()
 		if idle || old {
 			// Out of the map at once: the next request with this
@@ -590,7 +604,8 @@ func (p *Pool) checkHealth() {
 }
 
 // loseLocked ends a session whose sandbox died. The loss is reported to
-// the next request without one in flight to report it.
+// the next request without one in flight to report it, except in an
+// OnContainerExit pool, where a container's exit is how a session ends.
 func (p *Pool) loseLocked(s *Session) {
 	if p.sessions[s.hash] != s {
 		return
@@ -598,6 +613,11 @@ func (p *Pool) loseLocked(s *Session) {
 	delete(p.sessions, s.hash)
 	s.state = StateDeleting
 	p.active--
+	if p.cfg.Lifecycle.LifecycleType == OnContainerExit {
+		// The normal end of such a session: nothing to report.
+		p.log.Debug().Str("session", s.hash).Msg("session ended: its container exited")
+		return
+	}
 	if s.inflight == 0 {
 		p.lost[s.hash] = p.opt.Now()
 	}

@@ -19,7 +19,12 @@ func (p *Pool) with(ctx context.Context, k SessionKey, fn func(*sandbox.Sandbox)
 		return err
 	}
 	defer release()
-	err = fn(s.sb)
+	return p.failed(ctx, s, fn(s.sb))
+}
+
+// failed classifies an operation's error on s: the session was deleted
+// meanwhile, or its sandbox died (the session ends), or err as it is.
+func (p *Pool) failed(ctx context.Context, s *Session, err error) error {
 	if err == nil {
 		return nil
 	}

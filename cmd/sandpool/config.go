@@ -130,10 +130,10 @@ func loadConfig(path string) (*fileConfig, error) {
 		if err := c.Pools[i].Normalize(); err != nil {
 			errs = append(errs, err)
 		}
-		found = found || c.Pools[i].Name == s.MCP.Pool
+		found = found || c.Pools[i].Name == s.MCP.Pool && c.Pools[i].ContainerType != pool.CustomContainer
 	}
 	if !found {
-		errs = append(errs, fmt.Errorf("server.mcp.pool: no pool %q", s.MCP.Pool))
+		errs = append(errs, fmt.Errorf("server.mcp.pool: no Python pool %q (MCP's tools run Python)", s.MCP.Pool))
 	}
 	if s.MCP.IdleTimeoutInSeconds < 0 {
 		errs = append(errs, errors.New("server.mcp.idleTimeoutInSeconds: must not be negative"))

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandpool/sandpool/internal/logging"
+	"github.com/sandpool/sandpool/pool"
 	mcpsrv "github.com/sandpool/sandpool/tools/mcp"
 )
 
@@ -66,11 +67,15 @@ Only protocol messages go to stdout; logs go to stderr.`,
 				return err
 			}
 			defer run.close()
-			p := run.mgr.Pools()[0]
-			if poolName != "" {
-				if p = run.mgr.Pool(poolName); p == nil {
-					return fmt.Errorf("--pool: no pool %q", poolName)
+			var p *pool.Pool
+			for _, q := range run.mgr.Pools() {
+				if (poolName == "" || q.Name() == poolName) && q.Config().ContainerType != pool.CustomContainer {
+					p = q
+					break
 				}
+			}
+			if p == nil {
+				return fmt.Errorf("--pool: no Python pool %q (MCP's tools run Python)", poolName)
 			}
 			ms, err := mcpServer(run.mgr, p, cfg.Server.MCP, log)
 			if err != nil {
