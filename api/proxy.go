@@ -219,6 +219,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call) string
 		return "forward"
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, int64(s.limits.MaxForwardBytes))
+	// A container may answer while the body still streams in (an echo, a
+	// transcoder): HTTP/1.1 servers stop reading a body once the answer
+	// begins, unless asked not to.
+	_ = http.NewResponseController(w).EnableFullDuplex()
 	f := &forwarding{up: up, path: path, query: forwardQuery(r.URL.RawQuery), base: c.base, reqID: w.Header().Get("X-Request-Id")}
 	fw.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardingKey{}, f)))
 	return "forward"

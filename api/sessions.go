@@ -108,7 +108,7 @@ func (s *Server) listSessions(w http.ResponseWriter, c *call, route string) {
 // poolView is sandpool's description of a pool and its state counts.
 func poolView(p *pool.Pool) map[string]any {
 	cfg, st := p.Config(), p.Status()
-	return map[string]any{
+	v := map[string]any{
 		"name":                    cfg.Name,
 		"containerType":           cfg.ContainerType,
 		"runtime":                 cfg.Runtime,
@@ -118,12 +118,18 @@ func poolView(p *pool.Pool) map[string]any {
 		"maxConcurrentSessions":   st.MaxConcurrentSessions,
 		"readySessionInstances":   st.ReadySessionInstances,
 		"cooldownPeriodInSeconds": cfg.Lifecycle.CooldownPeriodInSeconds,
+		"lifecycleType":           cfg.Lifecycle.LifecycleType,
+		"maxAlivePeriodInSeconds": cfg.Lifecycle.MaxAlivePeriodInSeconds,
 		"state": map[string]any{
 			"pending": st.Pending, "ready": st.Ready, "allocated": st.Allocated, "deleting": st.Deleting,
 			"inFlight": st.InFlight, "adopted": st.Adopted,
 			"creationFailures": st.CreationFailures, "lastError": st.LastError,
 		},
 	}
+	if cc := cfg.CustomContainer; cc != nil {
+		v["image"], v["targetPort"] = cfg.Image, cc.Ingress.TargetPort
+	}
+	return v
 }
 
 // getPool serves GET /pools/{pool}.

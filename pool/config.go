@@ -253,7 +253,9 @@ func (c *Config) setDefaults() {
 	}
 	setDef(&c.Scale.CreationConcurrency, defaultCreating)
 	setDef(&c.Lifecycle.LifecycleType, Timed)
-	setDef(&c.Lifecycle.CooldownPeriodInSeconds, defaultCooldown)
+	if c.Lifecycle.LifecycleType == Timed {
+		setDef(&c.Lifecycle.CooldownPeriodInSeconds, defaultCooldown)
+	}
 	setDef(&c.Lifecycle.MaxAlivePeriodInSeconds, defaultMaxAlive)
 	setDef(&c.SessionNetwork.Status, EgressDisabled)
 	setDef(&c.Execution.DefaultTimeoutInSeconds, defaultExecTimeout)
@@ -285,9 +287,6 @@ var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{2,62}$`)
 // Normalize fills in defaults and checks every field. Its error names each
 // bad field by its YAML path.
 func (c *Config) Normalize() error {
-	// Azure refuses a cooldown on OnContainerExit pools; so do we, before
-	// the default fills it in.
-	cooldownSet := c.Lifecycle.CooldownPeriodInSeconds != 0
 	c.setDefaults()
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -346,13 +345,13 @@ func (c *Config) Normalize() error {
 		if c.ContainerType != CustomContainer {
 			bad("lifecycleConfiguration.lifecycleType", "OnContainerExit applies to CustomContainer pools only")
 		}
-		if cooldownSet {
+		if l.CooldownPeriodInSeconds != 0 {
 			bad("lifecycleConfiguration.cooldownPeriodInSeconds", "does not apply to OnContainerExit (a session ends when its container exits, or at maxAlivePeriodInSeconds)")
 		}
 	default:
 		bad("lifecycleConfiguration.lifecycleType", "must be Timed or OnContainerExit, not %q", l.LifecycleType)
 	}
-	if l.CooldownPeriodInSeconds < 1 || l.CooldownPeriodInSeconds > 7*86400 {
+	if l.LifecycleType == Timed && (l.CooldownPeriodInSeconds < 1 || l.CooldownPeriodInSeconds > 7*86400) {
 		bad("lifecycleConfiguration.cooldownPeriodInSeconds", "must be 1 to 604800, not %d", l.CooldownPeriodInSeconds)
 	}
 	if l.MaxAlivePeriodInSeconds < 1 || l.MaxAlivePeriodInSeconds > 30*86400 {
@@ -510,9 +509,10 @@ func (c *Config) spec(labels map[string]string) (sandbox.Spec, error) {
 		if pr := ct.startup(); pr != nil && pr.HTTPGet != nil {
 			s.App.ReadyPath = pr.HTTPGet.Path
 		}
-		// The window runs from the container's start; creating it (and
-		// gVisor's boot) comes on top.
-		s.StartTimeout = ct.startWindow() + 15*time.Second
+		// The window runs from the container's start; creating it comes
+		// on top.
+		s.App.ReadyTimeout = ct.startWindow()
+		s.StartTimeout = s.App.ReadyTimeout + 30*time.Second
 		if len(ct.Env) > 0 {
 			s.Env = map[string]string{}
 			for _, e := range ct.Env {

@@ -146,8 +146,8 @@ customContainerTemplate:
 		spec.Env["GREETING"] != "hi" || spec.Env["PATH"] != "/bin" || spec.Image != "localhost/app:1" || spec.Network != sandbox.NetworkNone {
 		t.Fatalf("spec: %+v %+v", spec, a)
 	}
-	if spec.StartTimeout != 10*time.Second+15*time.Second {
-		t.Errorf("start timeout %v: want the probe's window (5 x 2 s) and the creation margin", spec.StartTimeout)
+	if a.ReadyTimeout != 10*time.Second {
+		t.Errorf("ready timeout %v: want the probe's window (5 x 2 s)", a.ReadyTimeout)
 	}
 }
 

@@ -37,6 +37,9 @@ func (p *Pool) failed(ctx context.Context, s *Session, err error) error {
 	case errcode.Of(err) == errcode.SandboxGone,
 		errcode.Of(err) == errcode.SandboxUnreachable && p.died(ctx, s):
 		p.lose(s)
+		if p.cfg.Lifecycle.LifecycleType == OnContainerExit {
+			return errcode.Wrap(errcode.Unavailable, "the session's container exited, which ended the session; the next request starts a new one", err)
+		}
 		return errcode.Wrap(errcode.SessionLost, errcode.Public(ErrSessionLost), err)
 	}
 	return err
@@ -177,15 +180,16 @@ type SessionInfo struct {
 	Created    time.Time
 	LastAccess time.Time
 	// ExpiresAt is when the session ends if no request comes: the end of
-	// its cooldown, or of its maximum life if that is sooner.
+	// its cooldown, or of its maximum life if that is sooner (the only
+	// bound of an OnContainerExit session).
 	ExpiresAt time.Time
 	// Etag changes when the session gets a new sandbox.
 	Etag string
 }
 
 func (p *Pool) infoLocked(s *Session) SessionInfo {
-	exp := s.lastAccess.Add(p.cfg.cooldown())
-	if end := s.created.Add(p.cfg.maxAlive()); end.Before(exp) {
+	exp := s.created.Add(p.cfg.maxAlive())
+	if end := s.lastAccess.Add(p.cfg.cooldown()); p.cfg.Lifecycle.LifecycleType == Timed && end.Before(exp) {
 		exp = end
 	}
 	return SessionInfo{Identifier: s.key.Identifier, State: s.state, Created: s.created, LastAccess: s.lastAccess, ExpiresAt: exp, Etag: s.hash[:16] + s.created.Format("150405.000")}

@@ -31,6 +31,9 @@ type App struct {
 	// ReadyPath, when set, must answer a GET with 2xx before the sandbox
 	// is ready; otherwise an open port is enough.
 	ReadyPath string
+	// ReadyTimeout bounds the wait for readiness from the container's
+	// start; 0: only Spec.StartTimeout bounds it.
+	ReadyTimeout time.Duration
 }
 
 // AppInfo describes a custom container's application, as its agent sees it.

@@ -27,6 +27,11 @@ type Sandbox struct {
 // done), or for a custom container (app set) its application. ctx bounds
 // the whole wait.
 func Boot(ctx context.Context, c *Conn, want Isolation, host HostIdentity, app *App) (Info, error) {
+	if app != nil && app.ReadyTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, app.ReadyTimeout)
+		defer cancel()
+	}
 	delay := 20 * time.Millisecond
 	for {
 		// The agent starts listening a few milliseconds after the container

@@ -314,10 +314,13 @@ func ReportLatencyAs(b *testing.B, prefix string, d []time.Duration) {
 // (cfg's runtime, isolation and image are filled in), with its own state
 // directory and a server id of the test's; every sandbox of that server is
 // removed when the test ends, whatever the outcome.
-func Manager(t testing.TB, rt Runtime, cfg pool.Config) *pool.Manager {
+func Manager(t testing.TB, rt Runtime, cfg pool.Config, opts ...func(*pool.ManagerOptions)) *pool.Manager {
 	t.Helper()
 	eng := Engine(t, rt)
-	cfg.Runtime, cfg.Isolation, cfg.Image = rt.Name, rt.Isolation, image.Tag()
+	cfg.Runtime, cfg.Isolation = rt.Name, rt.Isolation
+	if cfg.ContainerType != pool.CustomContainer {
+		cfg.Image = image.Tag()
+	}
 	serverID := "t-" + runID + "-" + strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
@@ -331,12 +334,16 @@ func Manager(t testing.TB, rt Runtime, cfg pool.Config) *pool.Manager {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	m, err := pool.NewManager(ctx, []pool.Config{cfg}, pool.ManagerOptions{
+	mo := pool.ManagerOptions{
 		Engines: map[string]pool.Engine{rt.Name: eng}, StateDir: t.TempDir(),
 		Settings: pool.Settings{ServerID: serverID, Metrics: met,
 			Labels: map[string]string{LabelRun: runID},
 			Log:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)},
-	})
+	}
+	for _, o := range opts {
+		o(&mo)
+	}
+	m, err := pool.NewManager(ctx, []pool.Config{cfg}, mo)
 	if err != nil {
 		t.Fatal(err)
 	}
