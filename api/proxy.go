@@ -85,7 +85,7 @@ func newForwarder(cfg pool.Config) *forwarder {
 		Transport: tr,
 		// Flush at once: server-sent events and streamed output arrive as
 		// they are written.
-		FlushInterval:  -1,
+		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
 			for _, h := range ownHeaders {
 				resp.Header.Del(h)

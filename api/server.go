@@ -59,8 +59,8 @@ type Server struct {
 	mcpPool  string
 	// forwarders serve the CustomContainer pools, by name.
 	forwarders map[string]*forwarder
-	noUI     bool
-	log      zerolog.Logger
+	noUI       bool
+	log        zerolog.Logger
 
 	mu      sync.Mutex
 	warmed  map[string]bool
