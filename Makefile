@@ -11,7 +11,7 @@ export GOFLAGS := -tags=$(TAGS)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test build image deps bench sweep clean
+.PHONY: run test build image example-image deps bench sweep clean
 
 run: deps image
 	bin/sandpool exec --runtime runsc -c 'import platform, numpy as np; print("Python", platform.python_version(), "in a", platform.release(), "kernel; sum(range(100)) =", np.arange(100).sum())'
@@ -34,6 +34,7 @@ bench: deps image
 	go test -count=1 -run '^$$' -bench 'WSThroughput' -benchtime 3x -timeout 20m ./api/
 	go test -count=1 -run '^$$' -bench 'MCPExecute' -benchtime 500x -timeout 20m ./tools/mcp/
 	go test -count=1 -run '^$$' -bench 'MCPFirstCall' -benchtime 20x -timeout 20m ./tools/mcp/
+	go test -count=1 -run '^$$' -bench 'CustomGET' -benchtime 2000x -timeout 20m ./api/
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sandpool-agent ./cmd/sandpool-agent
@@ -41,6 +42,11 @@ build:
 
 image: build
 	bin/sandpool image build
+
+# The example custom-container image (examples/custom-container); the
+# tests build it themselves too.
+example-image: deps
+	examples/custom-container/build.sh
 
 deps:
 	scripts/deps.sh

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -245,6 +248,85 @@ func BenchmarkWSThroughput(b *testing.B) {
 			b.ReportMetric(float64(mb*b.N)/wsTime.Seconds(), "MB/s")
 			b.ReportMetric(float64(mb*b.N)/directTime.Seconds(), "direct-MB/s")
 			b.ReportMetric(float64(grew)/(1<<20), "live-heap-growth-MiB")
+		})
+	}
+}
+
+// hostApp runs the example application as a plain host process on a free
+// loopback port (the floor of BenchmarkCustomGET) and returns its URL.
+func hostApp(b *testing.B) string {
+	bin := filepath.Join(b.TempDir(), "app")
+	build := exec.Command("go", "build", "-o", bin, "github.com/sandpool/sandpool/examples/custom-container")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building the example: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{fmt.Sprintf("PORT=%d", port)}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if res, err := http.Get(u + "/healthz"); err == nil {
+			res.Body.Close()
+			return u
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the host app did not start")
+		}
+	}
+}
+
+// getOnce times one GET and checks it answered 200.
+func getOnce(b *testing.B, hc *http.Client, u, token string) time.Duration {
+	req, _ := http.NewRequest("GET", u, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	t0 := time.Now()
+	res, err := hc.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	d := time.Since(t0)
+	if res.StatusCode != 200 {
+		b.Fatalf("GET %s: %d", u, res.StatusCode)
+	}
+	return d
+}
+
+// BenchmarkCustomGET: a small GET (/count) forwarded to an allocated
+// custom-container session, beside the same GET to the same application
+// binary run on host loopback outside any container (the floor).
+func BenchmarkCustomGET(b *testing.B) {
+	floor := hostApp(b) + "/count"
+	for _, rt := range podmantest.Runtimes() {
+		b.Run(rt.Name, func(b *testing.B) {
+			_, c := benchServer(b, rt, appConfig(b, pool.Timed))
+			hc := &http.Client{}
+			routed := c.base + "/count?identifier=bench-get"
+			getOnce(b, hc, routed, c.token)
+			viaSandpool := make([]time.Duration, 0, b.N)
+			direct := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				viaSandpool = append(viaSandpool, getOnce(b, hc, routed, c.token))
+				b.StopTimer()
+				direct = append(direct, getOnce(b, hc, floor, ""))
+				b.StartTimer()
+			}
+			b.StopTimer()
+			podmantest.ReportLatency(b, viaSandpool)
+			podmantest.ReportLatencyAs(b, "loopback-", direct)
 		})
 	}
 }
