@@ -264,13 +264,27 @@ func TestMCPStdioEmbedded(t *testing.T) {
 // API key until the test ends, and returns its address.
 func startServe(t *testing.T, serverID, key string) string {
 	t.Helper()
+	addr := freeAddr(t)
+	path, _ := writeConfig(t, serverID, fmt.Sprintf("  listen: %s\n  auth: {apiKeys: [{name: desk, key: %s}]}\n", addr, key))
+	serveConfig(t, path, addr)
+	return addr
+}
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	path, _ := writeConfig(t, serverID, fmt.Sprintf("  listen: %s\n  auth: {apiKeys: [{name: desk, key: %s}]}\n", addr, key))
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// serveConfig runs `sandpool serve --config path` until the test ends and
+// waits until it listens on addr.
+func serveConfig(t *testing.T, path, addr string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var serveErr lockedBuffer
@@ -284,7 +298,7 @@ func startServe(t *testing.T, serverID, key string) string {
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("serve did not start: %s", serveErr.String())

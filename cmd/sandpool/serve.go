@@ -143,6 +143,9 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) error {
 	if !cfg.Server.MCP.Disabled {
 		servers := map[string]*mcpsrv.Server{}
 		for _, p := range m.Pools() {
+			if p.Config().ContainerType == pool.CustomContainer {
+				continue // MCP's tools run Python
+			}
 			ms, err := mcpServer(m, p, cfg.Server.MCP, log)
 			if err != nil {
 				return err

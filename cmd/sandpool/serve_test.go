@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/sandpool/sandpool/internal/podmantest"
 	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox/image"
@@ -150,5 +152,63 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if len(cfg.Pools) == 0 || cfg.Pools[0].Name != "python" {
 		t.Fatalf("pools: %+v", cfg.Pools)
+	}
+}
+
+// TestCustomContainerExample: the custom-container example as the README
+// runs it: its pool configuration under `sandpool serve` (only the server
+// section is the test's), then the README's curl calls.
+func TestCustomContainerExample(t *testing.T) {
+	podmantest.AppImage(t) // also tags the :latest the example names
+	raw, err := os.ReadFile("../../examples/custom-container/sandpool.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	eng := podmantest.Engine(t, podmantest.Runsc)
+	serverID := "t-" + podmantest.RunID() + "-custom-example"
+	podmantest.RemoveLabelled(t, eng, map[string]string{pool.LabelServer: serverID})
+	addr, key := freeAddr(t), "demo-key-0123456789"
+	doc["server"] = map[string]any{
+		"listen": addr, "stateDir": t.TempDir(), "serverId": serverID, "agent": podmantest.Agent(t),
+		"engines": map[string]any{"runsc": map[string]any{"socket": eng.Socket()}},
+		"auth":    map[string]any{"apiKeys": []any{map[string]any{"name": "demo", "key": key}}},
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "sandpool.yaml")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serveConfig(t, path, addr)
+	get := func(p string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/pools/apps"+p, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := get("/?identifier=user-123"); code != 200 || !strings.Contains(body, "hello from a sandpool custom container (session ") {
+		t.Errorf("greeting: %d %q", code, body)
+	}
+	for i := 1; i <= 2; i++ {
+		if code, body := get("/count?identifier=user-123"); code != 200 || !strings.Contains(body, fmt.Sprintf(`"count":%d`, i)) {
+			t.Errorf("count: %d %q", code, body)
+		}
+	}
+	if code, body := get("/count?identifier=user-456"); !strings.Contains(body, `"count":1`) {
+		t.Errorf("another identifier: %d %q", code, body)
+	}
+	if code, body := get("/events?identifier=user-123&n=3"); code != 200 || strings.Count(body, "data: ") != 3 {
+		t.Errorf("events: %d %q", code, body)
 	}
 }
