@@ -1,12 +1,13 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,29 +137,16 @@ func bootApp(ctx context.Context, c *Conn, app *App, info Info) error {
 	if app.ReadyPath == "" {
 		return nil
 	}
-	tr := &http.Transport{
-		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return c.DialApp(ctx) },
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 2 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	delay := 20 * time.Millisecond
 	last := "no answer"
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://app"+app.ReadyPath, nil)
-		if err != nil {
-			return errcode.Wrap(errcode.InvalidArgument, "invalid readiness path", err)
-		}
-		resp, err := client.Do(req)
+		code, err := probe(ctx, c, app.ReadyPath)
 		if err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
+			if code/100 == 2 {
 				return nil
 			}
-			last = fmt.Sprintf("status %d", resp.StatusCode)
-		} else if code := errcode.Of(err); code == errcode.SandboxGone {
+			last = fmt.Sprintf("status %d", code)
+		} else if errcode.Of(err) == errcode.SandboxGone {
 			return err
 		}
 		select {
@@ -168,4 +156,38 @@ func bootApp(ctx context.Context, c *Conn, app *App, info Info) error {
 		}
 		delay = min(delay*2, 250*time.Millisecond)
 	}
+}
+
+// probeTimeout bounds one readiness probe.
+const probeTimeout = 2 * time.Second
+
+// probe sends GET path to the application and returns the status code of
+// its answer. Only the status line is read: this is a probe, not a client.
+func probe(ctx context.Context, c *Conn, path string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	conn, err := c.DialApp(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: sandpool-probe\r\nConnection: close\r\n\r\n", path); err != nil {
+		return 0, err
+	}
+	line, err := bufio.NewReader(io.LimitReader(conn, 4<<10)).ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	// "HTTP/1.1 200 OK"
+	f := strings.Fields(line)
+	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") {
+		return 0, errors.New("not an HTTP answer")
+	}
+	code, err := strconv.Atoi(f[1])
+	if err != nil || code < 100 || code > 999 {
+		return 0, errors.New("not an HTTP status")
+	}
+	return code, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -530,5 +531,91 @@ func TestConnectionWithoutTokenIsRefused(t *testing.T) {
 	// The real client still works.
 	if _, err := h.conn.Info(context.Background(), false, 0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAppMode: a custom container's agent runs the application instead of
+// a kernel, reports its port, relays app.dial streams to it, and reports
+// its exit.
+func TestAppMode(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hi from the app"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	token := make([]byte, agentproto.TokenSize)
+	_, _ = rand.Read(token)
+	a, err := agent.New(agent.Config{
+		DataDir: dir, TokenHash: agentproto.TokenHash(token), Log: zerolog.Nop(),
+		AppArgv: []string{"python3", "-m", "http.server", "--bind", "127.0.0.1", fmt.Sprint(port)},
+		AppPort: port, AppDir: dir,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	conn := sandbox.NewConn(sandbox.DialFunc(func(context.Context) (io.ReadWriteCloser, error) {
+		c1, c2 := net.Pipe()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = a.ServeConn(serveCtx, c2)
+		}()
+		return c1, agentproto.WriteHello(c1, token)
+	}))
+	t.Cleanup(func() { conn.Close(); stop(); a.Close(); wg.Wait() })
+
+	info, err := conn.Info(context.Background(), true, 20*time.Second)
+	if err != nil || info.App == nil || !info.App.Listening {
+		t.Fatalf("info: %+v %v", info.App, err)
+	}
+	for i := 0; i < 3; i++ { // several connections, one after another
+		c, err := conn.DialApp(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /hello.txt HTTP/1.0\r\n\r\n")
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasSuffix(string(b), "hi from the app") {
+			t.Fatalf("GET through app.dial: %q %v", b, err)
+		}
+	}
+	if _, err := conn.Execute(context.Background(), sandbox.ExecRequest{Code: "1", Timeout: time.Second}, nil); errcode.Of(err) != errcode.Unavailable {
+		t.Errorf("execute without a kernel: %v", err)
+	}
+	// The application exits: the agent says so.
+	c, err := conn.DialApp(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case <-a.AppExited():
+		t.Fatal("exited early")
+	default:
+	}
+	a.Close()
+	select {
+	case <-a.AppExited():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the application outlived the agent")
+	}
+}
+
+// TestDialWithoutApp: a Python sandbox has no application to dial.
+func TestDialWithoutApp(t *testing.T) {
+	h := newHarness(t, true)
+	if _, err := h.conn.DialApp(context.Background()); errcode.Of(err) != errcode.InvalidArgument {
+		t.Errorf("dial in a Python sandbox: %v", err)
 	}
 }
