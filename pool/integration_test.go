@@ -351,12 +351,14 @@ func TestRestartMidUse(t *testing.T) {
 		if err := m.Close(ctx); err != nil {
 			t.Fatalf("close: %v", err)
 		}
+		// The execution's caller gets its result a moment after the pool
+		// counts it done; a Close that did not wait would be seconds early.
 		select {
 		case err := <-done:
 			if err != nil {
 				t.Fatalf("the execution in flight: %v", err)
 			}
-		default:
+		case <-time.After(time.Second):
 			t.Fatal("Close returned before the execution in flight ended")
 		}
 		if _, err := exec(t, p, k, "x"); !errors.Is(err, pool.ErrShuttingDown) {
