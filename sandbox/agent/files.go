@@ -70,10 +70,10 @@ func (f *files) walk(segs []string, create bool) (int, string, error) {
 		return fd, "", nil
 	}
 	for _, s := range segs[:len(segs)-1] {
-		next, err := unix.Openat(fd, s, dirFlags, 0)
+		next, err := openDir(fd, s)
 		if errors.Is(err, unix.ENOENT) && create {
 			if err = unix.Mkdirat(fd, s, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
-				next, err = unix.Openat(fd, s, dirFlags, 0)
+				next, err = openDir(fd, s)
 			}
 		}
 		unix.Close(fd)
@@ -83,6 +83,34 @@ func (f *files) walk(segs []string, create bool) (int, string, error) {
 		fd = next
 	}
 	return fd, segs[len(segs)-1], nil
+}
+
+// openDir opens the directory name in dir without following a symlink.
+// O_NOFOLLOW alone does not do it everywhere: the gVisor release here
+// follows a symlink opened with O_DIRECTORY|O_NOFOLLOW (the battery's F6
+// found it). So the entry is looked at first, and what was opened must be
+// that entry: a swap in between is refused too.
+func openDir(dir int, name string) (int, error) {
+	var before, after unix.Stat_t
+	if err := unix.Fstatat(dir, name, &before, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return -1, err
+	}
+	switch before.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+	case unix.S_IFLNK:
+		return -1, unix.ELOOP
+	default:
+		return -1, unix.ENOTDIR
+	}
+	fd, err := unix.Openat(dir, name, dirFlags, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Fstat(fd, &after); err != nil || after.Dev != before.Dev || after.Ino != before.Ino {
+		unix.Close(fd)
+		return -1, unix.ELOOP
+	}
+	return fd, nil
 }
 
 func split(p string) ([]string, error) {
@@ -148,7 +176,7 @@ func (f *files) list(p string) ([]agentproto.FileInfo, bool, error) {
 		return nil, false, classify(err, "list")
 	}
 	if base != "" {
-		d, err := unix.Openat(dir, base, dirFlags, 0)
+		d, err := openDir(dir, base)
 		unix.Close(dir)
 		if err != nil {
 			return nil, false, classify(err, "list")

@@ -72,15 +72,17 @@ func DefaultRuntimeFlags(runtime string) []string {
 
 // Engine creates, finds and removes sandboxes on one podman service.
 type Engine struct {
-	cfg      Config
-	log      zerolog.Logger
-	socket   string
-	conn     context.Context // carries the bindings client
-	service  *Service        // nil when the socket was given
-	agentDir string
-	seccomp  string
-	key      []byte // derives each sandbox's agent token
-	host     sandbox.HostIdentity
+	cfg       Config
+	log       zerolog.Logger
+	socket    string
+	conn      context.Context // carries the bindings client
+	service   *Service        // nil when the socket was given
+	agentDir  string
+	emptyDir  string
+	emptyFile string
+	seccomp   string
+	key       []byte // derives each sandbox's agent token
+	host      sandbox.HostIdentity
 }
 
 // New returns an engine, starting a supervised podman service when no
@@ -104,6 +106,13 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if err := e.installSeccomp(); err != nil {
 		return nil, err
+	}
+	e.emptyDir, e.emptyFile = filepath.Join(cfg.StateDir, "empty"), filepath.Join(cfg.StateDir, "empty-file")
+	if err := os.MkdirAll(e.emptyDir, 0o755); err != nil {
+		return nil, fmt.Errorf("podman: empty dir: %w", err)
+	}
+	if err := os.WriteFile(e.emptyFile, nil, 0o644); err != nil {
+		return nil, fmt.Errorf("podman: empty file: %w", err)
 	}
 	if err := e.loadKey(); err != nil {
 		return nil, err
@@ -363,6 +372,8 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 		uid:         randUID(),
 		hostname:    "sbx-" + randHex(4),
 		agentDir:    e.agentDir,
+		emptyDir:    e.emptyDir,
+		emptyFile:   e.emptyFile,
 		seccompPath: e.seccomp,
 		runtime:     e.cfg.Runtime,
 	}

@@ -39,7 +39,7 @@ const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | un
 // there breaks thread creation (runsc 20221219).
 func SeccompProfile(runtime string) ([]byte, error) {
 	p := seccomp.DefaultProfile()
-	strip := append(slices.Clone(deniedSyscalls), "clone")
+	strip := append(slices.Clone(deniedSyscalls), "clone", "mknod", "mknodat")
 	if runtime != "runsc" {
 		strip = append(strip, "clone3")
 	}
@@ -70,6 +70,23 @@ func SeccompProfile(runtime string) ([]byte, error) {
 				Names:  []string{"clone"},
 				Action: seccomp.ActErrno, Errno: "EPERM", ErrnoRet: &eperm,
 				Args: []*seccomp.Arg{{Index: 0, Value: f, ValueTwo: f, Op: seccomp.OpMaskedEqual}},
+			})
+		}
+	}
+	// mknod only of files, FIFOs and sockets; device nodes fall to the
+	// default action. runc refuses devices for want of CAP_MKNOD, but
+	// gVisor created them (the battery's F7 found it), and it takes an
+	// allow rule over a more specific errno rule, so devices are left out
+	// of the allow rules rather than denied after them.
+	for _, kind := range []uint64{0, unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK} {
+		for _, c := range []struct {
+			name string
+			mode uint // the mode's argument index
+		}{{"mknod", 1}, {"mknodat", 2}} {
+			rules = append(rules, &seccomp.Syscall{
+				Names:  []string{c.name},
+				Action: seccomp.ActAllow,
+				Args:   []*seccomp.Arg{{Index: c.mode, Value: unix.S_IFMT, ValueTwo: kind, Op: seccomp.OpMaskedEqual}},
 			})
 		}
 	}

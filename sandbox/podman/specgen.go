@@ -38,6 +38,8 @@ type containerParams struct {
 	uid         int
 	hostname    string
 	agentDir    string // host directory holding the agent binary
+	emptyDir    string // an empty host directory, mounted read-only at /run
+	emptyFile   string // an empty host file, mounted read-only at /etc/hostname
 	seccompPath string // host path of the seccomp profile
 	runtime     string
 	tokenHash   string // hex SHA-256 of the agent token
@@ -93,6 +95,12 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 		g.UseImageResolvConf = ptr(true)
 	}
 	g.UseImageHosts = ptr(true)
+	// No files of podman's bind-mounted in: /etc/passwd and /etc/group
+	// entries for the uid, /etc/hostname and /run/.containerenv each show
+	// the container's host path (and id) in /proc/self/mountinfo. An
+	// empty /run of our own keeps podman from adding .containerenv.
+	g.Passwd = ptr(false)
+	g.UseImageHostname = ptr(true)
 	// Own process, hostname, IPC and cgroup namespaces, stated rather than
 	// left to the service's defaults.
 	g.PidNS = specgen.Namespace{NSMode: specgen.Private}
@@ -122,6 +130,13 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 		tmpfs("/tmp", r.TmpSize),
 		tmpfs(DataDir, r.DataSize),
 		{Destination: AgentDir, Type: "bind", Source: p.agentDir, Options: []string{"ro", "rbind", "nosuid", "nodev"}},
+	}
+	if p.emptyDir != "" {
+		// UseImageHostname needs podman 5; the podman 4 service of Debian
+		// 12 mounts its /etc/hostname unless the spec has one already.
+		g.Mounts = append(g.Mounts,
+			spec.Mount{Destination: "/run", Type: "bind", Source: p.emptyDir, Options: []string{"ro", "rbind", "nosuid", "nodev", "noexec"}},
+			spec.Mount{Destination: "/etc/hostname", Type: "bind", Source: p.emptyFile, Options: []string{"ro", "bind", "nosuid", "nodev", "noexec"}})
 	}
 	g.ShmSize = ptr(r.ShmSize)
 

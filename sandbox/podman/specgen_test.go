@@ -24,7 +24,7 @@ func TestBuildSpecGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := buildSpec(&s, containerParams{name: "sandpool-0011223344556677", uid: 2097152, hostname: "sbx-00112233",
-		agentDir: "/var/lib/sandpool/agent/x", seccompPath: "/var/lib/sandpool/seccomp-x.json", runtime: "runsc", tokenHash: "ab"})
+		agentDir: "/var/lib/sandpool/agent/x", emptyDir: "/var/lib/sandpool/empty", emptyFile: "/var/lib/sandpool/empty-file", seccompPath: "/var/lib/sandpool/seccomp-x.json", runtime: "runsc", tokenHash: "ab"})
 	if err := g.Validate(); err != nil {
 		t.Fatalf("podman rejects the spec: %v", err)
 	}
