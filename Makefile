@@ -11,7 +11,7 @@ export GOFLAGS := -tags=$(TAGS)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test build image example-image deps bench sweep clean
+.PHONY: run test build image example-image deps bench fuzz sweep clean
 
 run: deps image
 	bin/sandpool exec --runtime runsc -c 'import platform, numpy as np; print("Python", platform.python_version(), "in a", platform.release(), "kernel; sum(range(100)) =", np.arange(100).sum())'
@@ -21,6 +21,9 @@ test: deps image
 	go vet ./...
 	staticcheck ./...
 	SANDPOOL_REQUIRE_PODMAN=1 go test -race -count=1 -timeout 30m ./...; status=$$?; scripts/sweep.sh || status=1; exit $$status
+	@# A short fuzz run of the agent frame decoder and paths (every target's
+	@# seed corpus already ran above; `make fuzz` runs all of them longer).
+	for f in FuzzFrameReader FuzzReadMsg FuzzSplitPathSegments; do go test -run '^$$' -fuzz "^$$f\$$" -fuzztime 10s ./sandbox/agentproto/ || exit 1; done
 
 bench: deps image
 	go test -count=1 -run '^$$' -bench 'ExecuteTiny|PodmanExecBaseline' -benchtime 1000x ./sandbox/podman/
@@ -47,6 +50,15 @@ image: build
 # tests build it themselves too.
 example-image: deps
 	examples/custom-container/build.sh
+
+# Every fuzz target, FUZZTIME each (the first run builds instrumented
+# binaries of pool and api, a few minutes).
+FUZZTIME ?= 60s
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzParseIdentifier$$' -fuzztime $(FUZZTIME) ./pool/
+	go test -run '^$$' -fuzz '^FuzzParseExec$$' -fuzztime $(FUZZTIME) ./api/
+	go test -run '^$$' -fuzz '^FuzzFileNames$$' -fuzztime $(FUZZTIME) ./api/
+	for f in FuzzFrameReader FuzzReadMsg FuzzSplitPathSegments; do go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./sandbox/agentproto/ || exit 1; done
 
 deps:
 	scripts/deps.sh

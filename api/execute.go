@@ -59,6 +59,10 @@ type execFields struct {
 
 // parseExec reads an execution body of at most maxBody bytes with code of
 // at most maxCode bytes.
+// maxTimeoutSeconds bounds a requested timeout before any pool's cap (the
+// pool maximum can be at most a day).
+const maxTimeoutSeconds = 7 * 86400
+
 func parseExec(r io.Reader, maxCode int64) (execRequest, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -101,6 +105,9 @@ func parseExec(r io.Reader, maxCode int64) (execRequest, error) {
 			return execRequest{}, errcode.New(errcode.InvalidArgument, "codeInputType is InlineBase64 but code is not valid base64")
 		}
 		req.code = string(dec)
+		if req.code == "" {
+			return execRequest{}, errcode.New(codePropertiesMissing, "code is required but not provided")
+		}
 	default:
 		return execRequest{}, errcode.New(errcode.InvalidArgument, "codeInputType must be Inline, InlineText or InlineBase64")
 	}
@@ -118,7 +125,9 @@ func parseExec(r io.Reader, maxCode int64) (execRequest, error) {
 	if err != nil {
 		return execRequest{}, err
 	}
-	req.timeout = time.Duration(t) * time.Second
+	// Capped before the multiplication, which would overflow: the pool
+	// caps it again at its own maximum.
+	req.timeout = time.Duration(min(t, maxTimeoutSeconds)) * time.Second
 	if req.maxOutput, err = flexInt("outputStreamsMaxLength", f.OutputStreamsMaxLength); err != nil {
 		return execRequest{}, err
 	}

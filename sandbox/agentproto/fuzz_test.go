@@ -8,12 +8,13 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
 // FuzzSplitPathSegments checks SplitPath on arbitrary strings: it never
 // panics, and what it accepts is valid UTF-8 without backslashes or C0
-// control characters (see below for C1), not absolute, at most
+// control characters, not absolute, at most
 // MaxPathBytes long, and splits into segments that are neither empty nor
 // "." nor "..", hold no "/" or NUL, are at most MaxNameBytes each and join
 // back to the path (less one trailing slash). FuzzSplitPath in
@@ -57,9 +58,8 @@ func FuzzSplitPathSegments(f *testing.F) {
 			t.Fatalf("SplitPath accepted %q", p)
 		}
 		for _, r := range p {
-			// C0 and DEL only: the C1 controls (U+0080 to U+009F) pass,
-			// although the doc of SplitPath says control characters do not.
-			if r < 0x20 || r == 0x7f {
+			// C0, DEL and C1 (C1 passed until this fuzzer found it).
+			if unicode.IsControl(r) {
 				t.Fatalf("SplitPath accepted %q with the control character %U", p, r)
 			}
 		}

@@ -3,6 +3,7 @@ package agentproto
 import (
 	"errors"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -26,7 +27,7 @@ func SplitPath(p string) ([]string, error) {
 		return nil, errors.New("invalid file path: not UTF-8")
 	}
 	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) { // C0, DEL and C1
 			return nil, errors.New("invalid file path: control character")
 		}
 		if r == '\\' {
