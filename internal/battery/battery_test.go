@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -499,35 +498,6 @@ func leaks(t *testing.T, l *lab) {
 	for _, s := range []string{"battery-reused", "battery-file-bait", "l-shadow", "BATTERY:", "os.symlink", aliceKey, bobKey} {
 		if strings.Contains(log, s) {
 			t.Errorf("the server log holds %q (identifiers, code, output and tokens must never be logged)", s)
-		}
-	}
-}
-
-// TestZZBatteryReport prints the outcome of every check per runtime (it
-// runs last: tests run in source order, and this file's tests after
-// TestBattery's parallel subtests finished).
-func TestZZBatteryReport(t *testing.T) {
-	outcomesMu.Lock()
-	defer outcomesMu.Unlock()
-	ids := make([]string, 0, len(outcomes))
-	for id := range outcomes {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		if ids[i][0] != ids[j][0] {
-			return strings.Index("NFPRXI", ids[i][:1]) < strings.Index("NFPRXI", ids[j][:1])
-		}
-		return len(ids[i]) < len(ids[j]) || len(ids[i]) == len(ids[j]) && ids[i] < ids[j]
-	})
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n| check | runc | runsc |\n|---|---|---|\n")
-	for _, id := range ids {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", id, outcomes[id]["runc"], outcomes[id]["runsc"])
-	}
-	t.Log(b.String())
-	if path := os.Getenv("SANDPOOL_BATTERY_REPORT"); path != "" {
-		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-			t.Error(err)
 		}
 	}
 }
