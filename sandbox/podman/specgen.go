@@ -146,7 +146,7 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 	g.ResourceLimits = &spec.LinuxResources{
 		Memory: &spec.LinuxMemory{Limit: ptr(r.Memory), Swap: ptr(r.Memory)},
 		CPU:    &spec.LinuxCPU{Quota: ptr(int64(r.CPUs * period)), Period: ptr(uint64(period))},
-		Pids:   &spec.LinuxPids{Limit: r.Pids},
+		Pids:   &spec.LinuxPids{Limit: pidsLimit(p.runtime, r.Pids)},
 	}
 	g.Rlimits = []spec.POSIXRlimit{
 		{Type: "nofile", Soft: uint64(r.NoFile), Hard: uint64(r.NoFile)},
@@ -156,4 +156,17 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 	// Container output is only the agent's own log: keep it small.
 	g.LogConfiguration = &specgen.LogConfig{Driver: "k8s-file", Size: 1 << 20}
 	return g
+}
+
+// pidsLimit is the pids cgroup limit of a sandbox whose code may have pids
+// tasks (RLIMIT_NPROC, per sandbox uid). Under gVisor the cgroup holds the
+// Sentry's and the ptrace platform's host tasks too, several per guest
+// task: a fork bomb that reached a cgroup limit of pids killed the whole
+// sandbox (the battery's R1). gVisor enforces RLIMIT_NPROC on guest tasks
+// itself, so the cgroup only needs room for the host side.
+func pidsLimit(runtime string, pids int64) int64 {
+	if runtime == "runsc" {
+		return 8 * pids
+	}
+	return pids
 }
