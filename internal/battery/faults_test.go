@@ -151,7 +151,10 @@ print(sorted(p.exitcode for p in ps))`, 120)
 				s := start(t, rt, id, state, 1)
 				s.a.run("restart", "x = 42\nopen('/mnt/data/kept.txt', 'w').write('kept')", 60)
 				done := make(chan string, 1)
-				go func() { r, er := s.a.exec("restart", "import time\ntime.sleep(2)\ny = 1\nprint('finished')", 60); done <- fmt.Sprintf("%d %s", r.status, er.Result.Stdout) }()
+				go func() {
+					r, er := s.a.exec("restart", "import time\ntime.sleep(2)\ny = 1\nprint('finished')", 60)
+					done <- fmt.Sprintf("%d %s", r.status, er.Result.Stdout)
+				}()
 				time.Sleep(500 * time.Millisecond)
 				s.close() // drains the execution in flight
 				if got := <-done; got != "200 finished\n" {
