@@ -53,6 +53,10 @@ type serverConfig struct {
 	// MCP configures the MCP endpoint (Streamable HTTP at /mcp and
 	// /pools/{pool}/mcp).
 	MCP mcpConfig `yaml:"mcp"`
+
+	// labels are put on every sandbox besides the pool's own (sandpool
+	// bench marks its run with them); not configurable from the file.
+	labels map[string]string
 }
 
 type mcpConfig struct {

@@ -1,8 +1,9 @@
 // Command sandpool runs pools of warm, isolated Python sandboxes for AI
 // agents: `sandpool serve` serves the HTTP API (Azure dynamic sessions and
 // MCP), `sandpool mcp` speaks MCP on stdio (Claude Desktop), `sandpool
-// exec` runs code in a fresh hardened sandbox, `sandpool image build`
-// builds the image.
+// exec` runs code in a fresh hardened sandbox, `sandpool bench` measures
+// it on this machine beside baselines, `sandpool image build` builds the
+// image.
 package main
 
 import (
@@ -45,7 +46,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), mcpCmd(), execCmd(), imageCmd(), versionCmd())
+	root.AddCommand(serveCmd(), mcpCmd(), execCmd(), benchCmd(), imageCmd(), versionCmd())
 	err := root.ExecuteContext(ctx)
 	var ee exitError
 	switch {

@@ -98,7 +98,7 @@ func startPools(ctx context.Context, cfg *fileConfig, log zerolog.Logger) (_ *ru
 	}
 	m, err := pool.NewManager(ctx, cfg.poolConfigs(), pool.ManagerOptions{
 		Engines: engines, StateDir: cfg.Server.StateDir,
-		Settings: pool.Settings{ServerID: cfg.Server.ServerID, Metrics: met, Log: logging.Component(log, "pool")},
+		Settings: pool.Settings{ServerID: cfg.Server.ServerID, Metrics: met, Labels: cfg.Server.labels, Log: logging.Component(log, "pool")},
 	})
 	if err != nil {
 		return nil, err
@@ -128,6 +128,37 @@ func mcpServer(m *pool.Manager, p *pool.Pool, cfg mcpConfig, log zerolog.Logger)
 	})
 }
 
+// newSurface builds the HTTP surface of the running pools, with an MCP
+// server per Python pool unless MCP is disabled (closed by run.close).
+func newSurface(ctx context.Context, cfg *fileConfig, run *running, log zerolog.Logger) (*api.Server, error) {
+	m := run.mgr
+	var mcpFor func(string) http.Handler
+	if !cfg.Server.MCP.Disabled {
+		servers := map[string]*mcpsrv.Server{}
+		for _, p := range m.Pools() {
+			if p.Config().ContainerType == pool.CustomContainer {
+				continue // MCP's tools run Python
+			}
+			ms, err := mcpServer(m, p, cfg.Server.MCP, log)
+			if err != nil {
+				return nil, err
+			}
+			servers[p.Name()] = ms
+			run.closers = append(run.closers, func() error {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+				defer cancel()
+				return ms.Close(dctx)
+			})
+		}
+		mcpFor = func(name string) http.Handler { return servers[name].Handler() }
+	}
+	return api.New(ctx, api.Options{
+		Manager: m, Auth: cfg.Server.Auth, PoolAuth: cfg.poolAuth(), Limits: cfg.Server.Limits,
+		Metrics: promhttp.HandlerFor(run.reg, promhttp.HandlerOpts{}), Log: logging.Component(log, "http"),
+		MCP: mcpFor, MCPPool: cfg.Server.MCP.Pool,
+	})
+}
+
 func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) error {
 	log, err := logging.New(cmd.ErrOrStderr(), logging.Options{Level: cfg.Server.Log.Level, Format: cfg.Server.Log.Format})
 	if err != nil {
@@ -139,32 +170,7 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) error {
 	}
 	defer run.close()
 	m := run.mgr
-	var mcpFor func(string) http.Handler
-	if !cfg.Server.MCP.Disabled {
-		servers := map[string]*mcpsrv.Server{}
-		for _, p := range m.Pools() {
-			if p.Config().ContainerType == pool.CustomContainer {
-				continue // MCP's tools run Python
-			}
-			ms, err := mcpServer(m, p, cfg.Server.MCP, log)
-			if err != nil {
-				return err
-			}
-			servers[p.Name()] = ms
-			run.closers = append(run.closers, func() error {
-				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
-				defer cancel()
-				return ms.Close(dctx)
-			})
-		}
-		mcpFor = func(name string) http.Handler { return servers[name].Handler() }
-	}
-
-	surface, err := api.New(ctx, api.Options{
-		Manager: m, Auth: cfg.Server.Auth, PoolAuth: cfg.poolAuth(), Limits: cfg.Server.Limits,
-		Metrics: promhttp.HandlerFor(run.reg, promhttp.HandlerOpts{}), Log: logging.Component(log, "http"),
-		MCP: mcpFor, MCPPool: cfg.Server.MCP.Pool,
-	})
+	surface, err := newSurface(ctx, cfg, run, log)
 	if err != nil {
 		return err
 	}
