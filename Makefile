@@ -11,7 +11,7 @@ export GOFLAGS := -tags=$(TAGS)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test build image example-image deps bench fuzz sweep clean
+.PHONY: run test build image example-image deps bench fuzz soak battery sweep clean
 
 run: deps image
 	bin/sandpool exec --runtime runsc -c 'import platform, numpy as np; print("Python", platform.python_version(), "in a", platform.release(), "kernel; sum(range(100)) =", np.arange(100).sum())'
@@ -50,6 +50,16 @@ image: build
 # tests build it themselves too.
 example-image: deps
 	examples/custom-container/build.sh
+
+# The soak: REST, WebSocket and MCP clients against `sandpool serve` for
+# SOAK (loopback only); then the escape-and-abuse battery's outcome table.
+SOAK ?= 3m
+soak: deps image
+	SANDPOOL_SOAK=$(SOAK) go test -count=1 -v -run '^TestSoak$$' -timeout 30m ./cmd/sandpool/
+
+battery: deps image
+	SANDPOOL_BATTERY_REPORT=$(CURDIR)/battery-report.md go test -count=1 -v -timeout 30m ./internal/battery/ | grep -E '^(---|ok|FAIL)|UNSAFE|EGRESS'
+	@cat battery-report.md
 
 # Every fuzz target, FUZZTIME each (the first run builds instrumented
 # binaries of pool and api, a few minutes).

@@ -196,7 +196,7 @@ func (p *stdioPeer) finish() {
 	}
 }
 
-func writeConfig(t *testing.T, serverID, extra string) (path, state string) {
+func writeConfig(t *testing.T, serverID, extra string, poolLines ...string) (path, state string) {
 	t.Helper()
 	rt := podmantest.Runc
 	eng := podmantest.Engine(t, rt)
@@ -211,13 +211,20 @@ func writeConfig(t *testing.T, serverID, extra string) (path, state string) {
   - name: chat
     runtime: runc
     image: %s
-    scaleConfiguration: {maxConcurrentSessions: 4, readySessionInstances: 1}
-`, state, serverID, podmantest.Agent(t), eng.Socket(), extra, image.Tag())
+%s`, state, serverID, podmantest.Agent(t), eng.Socket(), extra, image.Tag(), poolConfig(poolLines))
 	path = filepath.Join(state, "sandpool.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path, state
+}
+
+// poolConfig is the test pool's scale lines: the default, or lines.
+func poolConfig(lines []string) string {
+	if len(lines) == 0 {
+		return "    scaleConfiguration: {maxConcurrentSessions: 4, readySessionInstances: 1}\n"
+	}
+	return strings.Join(lines, "")
 }
 
 func count(t *testing.T, serverID string) int {
@@ -264,8 +271,15 @@ func TestMCPStdioEmbedded(t *testing.T) {
 // API key until the test ends, and returns its address.
 func startServe(t *testing.T, serverID, key string) string {
 	t.Helper()
+	return startServeWith(t, serverID, key, "")
+}
+
+// startServeWith is startServe with extra server lines and the pool's
+// own lines.
+func startServeWith(t *testing.T, serverID, key, server string, poolLines ...string) string {
+	t.Helper()
 	addr := freeAddr(t)
-	path, _ := writeConfig(t, serverID, fmt.Sprintf("  listen: %s\n  auth: {apiKeys: [{name: desk, key: %s}]}\n", addr, key))
+	path, _ := writeConfig(t, serverID, fmt.Sprintf("  listen: %s\n  auth: {apiKeys: [{name: desk, key: %s}]}\n%s", addr, key, server), poolLines...)
 	serveConfig(t, path, addr)
 	return addr
 }
