@@ -56,6 +56,10 @@ func Boot(ctx context.Context, c *Conn, want Isolation, host HostIdentity, app *
 		switch errcode.Of(err) {
 		case errcode.SandboxUnreachable, errcode.Timeout:
 		default:
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// The boot's own deadline, not the caller's going away.
+				return Info{}, errcode.Wrap(errcode.Timeout, "the sandbox did not become ready in time", err)
+			}
 			return Info{}, err // gone, engine down, canceled: no point waiting
 		}
 		c.Reset()

@@ -128,7 +128,8 @@ func TestCrossSession(t *testing.T) {
 		guess := b.do("GET", "/session?api-version=2025-02-02-preview&identifier=xs-hunt-"+tok, nil, "")
 		x4 := never.status == 404 && guess.status == 404 && string(never.body) == string(guess.body)
 		for i := 0; i < 5; i++ {
-			r := b.do("GET", fmt.Sprintf("/session?api-version=2025-02-02-preview&identifier=xs-plant-%s%d", tok[:len(tok)-1], i), nil, "")
+			// Near alice's identifiers; bob used xs-plant-<tok> himself.
+			r := b.do("GET", fmt.Sprintf("/session?api-version=2025-02-02-preview&identifier=xs-hunt-%s%d", tok[:len(tok)-1], i), nil, "")
 			x4 = x4 && r.status == 404
 		}
 		x["X4"] = verdict{OK: x4, Got: fmt.Sprintf("another principal's identifier: %d %s; never used: %d %s", guess.status, guess.body, never.status, never.body)}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandpool/sandpool/sandbox/agentproto"
 )
@@ -116,6 +117,7 @@ func New(cfg Config) (*Agent, error) {
 		dir:            cfg.DataDir,
 		env:            cfg.Env,
 		asLimit:        cfg.KernelMemory,
+		nprocLimit:     kernelNproc(cfg.Init),
 		preload:        cfg.Preload,
 		noIPython:      cfg.NoIPython,
 		startTimeout:   cfg.StartTimeout,
@@ -125,6 +127,18 @@ func New(cfg Config) (*Agent, error) {
 	}, a.reaper, cfg.Log)
 	a.kernel.warm()
 	return a, nil
+}
+
+// kernelNproc is the kernel's RLIMIT_NPROC in a sandbox: the sandbox's
+// own (its pids limit), less room for the agent's threads, which count
+// against the same uid. A Go program that cannot start a thread dies, and
+// with the agent the sandbox; the battery's zombies (R9) found it.
+func kernelNproc(init bool) uint64 {
+	var rl unix.Rlimit
+	if !init || unix.Getrlimit(unix.RLIMIT_NPROC, &rl) != nil || rl.Cur == unix.RLIM_INFINITY || rl.Cur < 128 {
+		return 0
+	}
+	return rl.Cur - max(32, rl.Cur/8)
 }
 
 // AppExited is closed when a custom container's application exited (never,

@@ -38,6 +38,7 @@ type kernelConfig struct {
 	dir            string
 	env            []string
 	asLimit        int64
+	nprocLimit     uint64 // the kernel's RLIMIT_NPROC; 0: inherited
 	preload        []string
 	noIPython      bool
 	startTimeout   time.Duration
@@ -132,6 +133,7 @@ func (k *kernel) startLocked() (*proc, error) {
 	}
 	argv := []string{python, "-I", "-u", "-c", kernelBootstrap,
 		"--as-limit", strconv.FormatInt(k.cfg.asLimit, 10),
+		"--nproc-limit", strconv.FormatUint(k.cfg.nprocLimit, 10),
 		"--preload", strings.Join(k.cfg.preload, ",")}
 	if k.cfg.noIPython {
 		argv = append(argv, "--no-ipython", "1")

@@ -334,6 +334,13 @@ def main():
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (as_limit, as_limit))
+    nproc = int(_arg("--nproc-limit", "0") or 0)
+    if nproc > 0:
+        import resource
+
+        # Below the sandbox's own limit: a fork bomb or zombies must leave
+        # the agent room for the threads it needs.
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")  # under memory pressure the kernel dies, not the agent

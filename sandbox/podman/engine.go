@@ -408,6 +408,15 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 	info, err := sandbox.Boot(ctx, sb.Conn, spec.Isolation, e.host, spec.App)
 	if err != nil {
 		sb.Close()
+		if spec.App != nil && errcode.Of(err) == errcode.SandboxGone {
+			// The application exited, and the agent with it, before the
+			// boot could ask why: the container's exit code says.
+			code := -1
+			if data, ierr := containers.Inspect(e.call(context.WithoutCancel(ctx)), id, nil); ierr == nil && data.State != nil {
+				code = int(data.State.ExitCode)
+			}
+			return nil, errcode.Wrap(errcode.Unavailable, fmt.Sprintf("the container exited during startup (exit code %d)", code), err)
+		}
 		return nil, err
 	}
 	sb.BootInfo = info
