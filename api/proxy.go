@@ -156,12 +156,11 @@ func upstreamErr(ctx context.Context, err error) error {
 // merged. Segments that are dot segments or hide a separator or control
 // character in any encoding are refused, so no container is asked for a
 // path outside the one the caller addressed.
-func forwardPath(escaped, base string) (string, error) {
-	rest := strings.TrimPrefix(escaped, base)
-	if rest == "" {
-		rest = "/"
-	}
-	rest = slashes.ReplaceAllString(rest, "/")
+func forwardPath(escaped string) (string, error) {
+	// After the pool segment, however the caller spelled it.
+	escaped = slashes.ReplaceAllString(escaped, "/")
+	_, rest, _ := strings.Cut(strings.TrimPrefix(escaped, "/pools/"), "/")
+	rest = "/" + rest
 	for _, seg := range strings.Split(rest[1:], "/") {
 		dec, err := url.PathUnescape(seg)
 		if err != nil || dec == "." || dec == ".." || strings.ContainsAny(dec, `/\`) ||
@@ -203,9 +202,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call) string
 		return "forward"
 	}
 	c.session(k)
-	path, err := forwardPath(r.URL.EscapedPath(), c.base)
+	path, err := forwardPath(r.URL.EscapedPath())
 	if err != nil {
 		writeError(w, err)
+		return "forward"
+	}
+	if r.ContentLength > int64(s.limits.MaxForwardBytes) {
+		writeError(w, errcode.New(errcode.TooLarge, "the request body is larger than the limit"))
 		return "forward"
 	}
 	up, err := c.pool.Upstream(r.Context(), k)
@@ -214,10 +217,6 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call) string
 		return "forward"
 	}
 	defer up.Release()
-	if r.ContentLength > int64(s.limits.MaxForwardBytes) {
-		writeError(w, errcode.New(errcode.TooLarge, "the request body is larger than the limit"))
-		return "forward"
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, int64(s.limits.MaxForwardBytes))
 	// A container may answer while the body still streams in (an echo, a
 	// transcoder): HTTP/1.1 servers stop reading a body once the answer
