@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,6 +176,14 @@ func TestSoak(t *testing.T) {
 	}
 	tick.Stop()
 	wg.Wait()
+	if path := os.Getenv("SANDPOOL_SOAK_HEAP"); path != "" {
+		// A heap profile of the server after the run, for `go tool pprof`.
+		runtime.GC()
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	t.Logf("soak: %v, %d operations (%.0f/s), %d failures; heap in use (MiB) over time: %v",
 		d, ops.Load(), float64(ops.Load())/d.Seconds(), failures.Load(), mib(heap))
 	if failures.Load() > 0 {
