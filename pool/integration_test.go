@@ -42,7 +42,7 @@ func newHarness(t testing.TB, rt podmantest.Runtime, eng *podman.Engine, cfg poo
 	}, cfg.Name)
 	cfg.Name = strings.TrimRight(cfg.Name, "-")
 	cfg.Runtime, cfg.Isolation, cfg.Image = rt.Name, rt.Isolation, image.Tag()
-	h := &harness{t: t, eng: eng, cfg: cfg, dir: t.TempDir(), serverID: "test-" + podmantest.RunID()}
+	h := &harness{t: t, eng: eng, cfg: cfg, dir: t.TempDir(), serverID: podmantest.ServerID("pool")}
 	t.Cleanup(func() {
 		// Whatever the test did, its sandboxes go.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

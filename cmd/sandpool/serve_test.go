@@ -52,7 +52,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 func TestServeKeepsPoolWarm(t *testing.T) {
 	rt := podmantest.Runc
 	eng := podmantest.Engine(t, rt)
-	serverID := "serve-" + podmantest.RunID()
+	serverID := podmantest.ServerID("serve")
 	podmantest.RemoveLabelled(t, eng, map[string]string{pool.LabelServer: serverID})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -169,7 +169,7 @@ func TestCustomContainerExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng := podmantest.Engine(t, podmantest.Runsc)
-	serverID := "t-" + podmantest.RunID() + "-custom-example"
+	serverID := podmantest.ServerID("custom-example")
 	podmantest.RemoveLabelled(t, eng, map[string]string{pool.LabelServer: serverID})
 	addr, key := freeAddr(t), "demo-key-0123456789"
 	doc["server"] = map[string]any{

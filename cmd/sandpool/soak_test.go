@@ -39,7 +39,7 @@ func TestSoak(t *testing.T) {
 		restClients, wsClients, mcpClients = 4, 2, 2
 		key                                = "soak-key-0123456789ab"
 	)
-	serverID := "t-" + podmantest.RunID() + "-soak"
+	serverID := podmantest.ServerID("soak")
 	addr := startServeWith(t, serverID, key, "  limits: {requestsPerSecond: 10000, burst: 10000}\n",
 		"    scaleConfiguration: {maxConcurrentSessions: 12, readySessionInstances: 2}\n")
 	base := "http://" + addr

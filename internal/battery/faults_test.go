@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,35 +38,25 @@ func start(t *testing.T, rt podmantest.Runtime, serverID, stateDir string, ready
 		o.Settings.ServerID, o.StateDir = serverID, stateDir
 		o.Settings.HealthInterval = 500 * time.Millisecond
 	})
-	s, err := api.New(context.Background(), api.Options{Manager: m,
+	url, stop := podmantest.Serve(t, api.Options{Manager: m,
 		Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}}}, Log: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = s.HTTPServer(nil)
-	ts.Start()
-	var once sync.Once
-	closeAll := func() {
-		once.Do(func() {
-			ts.Close()
-			s.Close(context.Background())
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := m.Close(ctx); err != nil {
-				t.Errorf("closing the manager: %v", err)
-			}
-		})
-	}
+	closeAll := sync.OnceFunc(func() {
+		stop()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("closing the manager: %v", err)
+		}
+	})
 	t.Cleanup(closeAll)
 	var mu sync.Mutex
 	var bad []string
 	return &server{m: m, close: closeAll,
-		a: &attacker{t: t, base: ts.URL + "/pools/" + cfg.Name, token: aliceKey, mu: &mu, bad: &bad}}
+		a: &attacker{t: t, base: url + "/pools/" + cfg.Name, token: aliceKey, mu: &mu, bad: &bad}}
 }
 
 func faultID(t *testing.T, rt podmantest.Runtime) string {
-	return fmt.Sprintf("t-%s-faults-%s-%d", podmantest.RunID(), rt.Name, time.Now().UnixNano()%1e6)
+	return podmantest.ServerID(fmt.Sprintf("faults-%s-%d", rt.Name, time.Now().UnixNano()%1e6))
 }
 
 // TestFaults: each fault ends in a clear answer, and where state could

@@ -69,6 +69,15 @@ func randHex(n int) string {
 // RunID is this run's label value.
 func RunID() string { return runID }
 
+// ServerIDPrefix starts the server id of every sandpool a test runs, so a
+// sandbox such a server made and its test left behind is found even
+// without the run label (scripts/sweep.sh looks for it too).
+const ServerIDPrefix = "t-"
+
+// ServerID is the server id for a sandpool server a test runs: this run's
+// id and name. Main fails the run if any sandbox of such a server is left.
+func ServerID(name string) string { return ServerIDPrefix + runID + "-" + name }
+
 // Main runs the tests, then removes every container of this run that is
 // left, and fails if there was any: a leaked container is a bug.
 func Main(m *testing.M) {
@@ -77,11 +86,16 @@ func Main(m *testing.M) {
 	defer mu.Unlock()
 	for name, e := range engines {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		left, err := e.List(ctx, map[string]string{LabelRun: runID})
+		// This run's: the run label, or a server id of this run (servers
+		// under test label their sandboxes with their own id only).
+		all, err := e.List(ctx, nil)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "podmantest: listing %s containers: %v\n", name, err)
 			code = 1
 		}
+		left := slices.DeleteFunc(all, func(c sandbox.Summary) bool {
+			return c.Labels[LabelRun] != runID && !strings.HasPrefix(c.Labels[pool.LabelServer], ServerIDPrefix+runID+"-")
+		})
 		for _, c := range left {
 			fmt.Fprintf(os.Stderr, "podmantest: LEAK: %s container %s was not removed by its test\n", name, c.Name)
 			_ = e.Remove(ctx, c.ID)
@@ -353,16 +367,25 @@ func Manager(t testing.TB, rt Runtime, cfg pool.Config, opts ...func(*pool.Manag
 
 // RemoveLabelled removes every sandbox on e that carries labels when the
 // test ends, whatever its outcome (for sandboxes a server under test made).
+// A creation the server had in flight when it stopped can land a moment
+// after the first sweep, so the sweep repeats until a listing is empty.
 func RemoveLabelled(t testing.TB, e *podman.Engine, labels map[string]string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		list, err := e.List(ctx, labels)
-		if err != nil {
-			t.Errorf("listing the test's sandboxes: %v", err)
-		}
-		for _, c := range list {
-			_ = e.Remove(ctx, c.ID)
+		for round := 0; round < 5; round++ {
+			list, err := e.List(ctx, labels)
+			if err != nil {
+				t.Errorf("listing the test's sandboxes: %v", err)
+				return
+			}
+			if len(list) == 0 && round > 0 {
+				return
+			}
+			for _, c := range list {
+				_ = e.Remove(ctx, c.ID)
+			}
+			time.Sleep(time.Second)
 		}
 	})
 }

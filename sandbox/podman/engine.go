@@ -386,7 +386,12 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 		}
 	}
 	g := buildSpec(&spec, p)
-	resp, err := containers.CreateWithSpec(e.call(ctx), g, nil)
+	// Created and started without the caller's cancellation: a create the
+	// service completes after its caller went away would leave a container
+	// nobody knows the id of. Boot, below, stops early instead.
+	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer ocancel()
+	resp, err := containers.CreateWithSpec(e.call(octx), g, nil)
 	if err != nil {
 		return nil, engineErr(err, "creating the sandbox")
 	}
@@ -401,7 +406,7 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 			}
 		}
 	}()
-	if err := containers.Start(e.call(ctx), id, nil); err != nil {
+	if err := containers.Start(e.call(octx), id, nil); err != nil {
 		return nil, engineErr(err, "starting the sandbox")
 	}
 	sb := e.handle(id, p.name, g.Labels, p.uid, spec.Isolation)
