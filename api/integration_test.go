@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -10,10 +9,8 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,15 +55,8 @@ func (e *env) server(opt api.Options, logTo io.Writer) *client {
 		logTo = io.Discard
 	}
 	opt.Log = zerolog.New(logTo)
-	s, err := api.New(context.Background(), opt)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = s.HTTPServer(nil)
-	ts.Start()
-	e.t.Cleanup(func() { ts.Close(); s.Close(context.Background()) })
-	return &client{t: e.t, url: ts.URL, base: ts.URL + "/pools/" + e.cfg.Name, token: aliceKey}
+	url, _ := podmantest.Serve(e.t, opt)
+	return &client{t: e.t, url: url, base: url + "/pools/" + e.cfg.Name, token: aliceKey}
 }
 
 type client struct {
@@ -474,7 +464,7 @@ func TestSessionsAndPools(t *testing.T) {
 // healthy afterwards, and nothing secret in the access log.
 func TestBadInput(t *testing.T) {
 	eachRuntime(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(0)}}, func(t *testing.T, e *env) {
-		var logBuf syncBuffer
+		var logBuf podmantest.Buffer
 		c := e.server(api.Options{Limits: api.Limits{MaxCodeBytes: 1 << 10, BodyTimeoutSeconds: 1}}, &logBuf)
 		v := "&api-version=2025-10-02-preview"
 		ok := "?identifier=bad-input" + v
@@ -580,22 +570,4 @@ func TestLimits(t *testing.T) {
 		bob.token = bobKey
 		want(t, bob.get("/session?identifier=limit-1"+v), 404, "not_found")
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -97,6 +97,21 @@ func TestConfigRejects(t *testing.T) {
 	}
 }
 
+// parseConfig decodes a pool as the config file does and normalizes it.
+func parseConfig(t *testing.T, src string) Config {
+	t.Helper()
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func custom() *CustomContainerTemplate {
 	return &CustomContainerTemplate{Containers: []ContainerTemplate{{Image: "localhost/app:1"}}, Ingress: IngressConfig{TargetPort: 8080}}
 }
@@ -124,15 +139,7 @@ customContainerTemplate:
           periodSeconds: 2
   ingress: {targetPort: 8080}
 `
-	var c Config
-	dec := yaml.NewDecoder(strings.NewReader(src))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Normalize(); err != nil {
-		t.Fatal(err)
-	}
+	c := parseConfig(t, src)
 	if c.Image != "localhost/app:1" || c.Resources.CPU != 0.25 || c.Resources.Memory != 512<<20 || c.Resources.Disk != defaultAppDisk ||
 		c.Lifecycle.MaxAlivePeriodInSeconds != defaultMaxAliveOCE || c.CustomContainer.Ingress.TimeoutInSeconds != defaultIngressWait {
 		t.Fatalf("parsed: %+v", c)
@@ -161,15 +168,7 @@ lifecycleConfiguration: {lifecycleType: Timed, cooldownPeriodInSeconds: 600}
 sessionNetworkConfiguration: {status: EgressEnabled}
 execution: {defaultTimeoutInSeconds: 30, maxTimeoutInSeconds: 120, maxOutput: 256Ki}
 `
-	var c Config
-	dec := yaml.NewDecoder(strings.NewReader(src))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Normalize(); err != nil {
-		t.Fatal(err)
-	}
+	c := parseConfig(t, src)
 	if c.Resources.Memory != 512<<20 || c.Resources.Disk != 64<<20 || c.Execution.MaxOutput != 256<<10 ||
 		c.ready() != 0 || c.Isolation != sandbox.IsolationContainer || c.Lifecycle.MaxAlivePeriodInSeconds != defaultMaxAlive {
 		t.Fatalf("parsed: %+v", c)

@@ -132,6 +132,8 @@ type Pool struct {
 	log    zerolog.Logger
 	spec   sandbox.Spec
 	labels map[string]string // identifying this pool's sandboxes
+	// upstreamKey keys the session ids custom containers are told.
+	upstreamKey []byte
 
 	creating chan struct{} // creation slots
 	kick     chan struct{} // wakes the maintainer
@@ -206,6 +208,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Pool, error) {
 		lost:     map[string]time.Time{},
 		started:  opt.Now(),
 	}
+	p.upstreamKey = opt.Hasher.Derive("custom container session id")
 	spec, err := cfg.spec(nil)
 	if err != nil {
 		return nil, err

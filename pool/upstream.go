@@ -58,7 +58,7 @@ func (u *Upstream) Key() string { return u.s.sb.Name }
 // reveals nothing of the caller's identifier or principal, and is stable
 // for the session's life.
 func (u *Upstream) SessionID() string {
-	m := hmac.New(sha256.New, u.p.hash.Derive("custom container session id"))
+	m := hmac.New(sha256.New, u.p.upstreamKey)
 	m.Write([]byte(u.s.hash))
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -28,16 +27,9 @@ var _ tools.Backend = (*client.Client)(nil)
 func server(t *testing.T, rt podmantest.Runtime) (url, poolName string) {
 	cfg := pool.Config{Name: "client-" + rt.Name, Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(1)}}
 	m := podmantest.Manager(t, rt, cfg)
-	s, err := api.New(context.Background(), api.Options{Manager: m, Log: zerolog.Nop(),
+	url, _ = podmantest.Serve(t, api.Options{Manager: m, Log: zerolog.Nop(),
 		Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "go", Key: key}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = s.HTTPServer(nil)
-	ts.Start()
-	t.Cleanup(func() { ts.Close(); s.Close(context.Background()) })
-	return ts.URL, cfg.Name
+	return url, cfg.Name
 }
 
 func ptr(n int) *int { return &n }

@@ -53,32 +53,6 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-// lockedBuffer is a bytes.Buffer that several goroutines may write (a
-// server's loggers) while a test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	b   bytes.Buffer
-	max int // keep only the last max bytes when set
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n, err := l.b.Write(p)
-	if l.max > 0 && l.b.Len() > 2*l.max {
-		tail := bytes.Clone(l.b.Bytes()[l.b.Len()-l.max:])
-		l.b.Reset()
-		l.b.Write(tail)
-	}
-	return n, err
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // stdioPeer drives an MCP stdio server process line by line and checks
 // that every line it writes to stdout is a JSON-RPC message.
 type stdioPeer struct {
@@ -86,7 +60,7 @@ type stdioPeer struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	lines  chan map[string]any
-	stderr *lockedBuffer
+	stderr *podmantest.Buffer
 	nextID int
 }
 
@@ -96,7 +70,7 @@ func startStdio(t *testing.T, env []string, args ...string) *stdioPeer {
 	cmd.Env = append(os.Environ(), env...)
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
-	p := &stdioPeer{t: t, cmd: cmd, in: in, lines: make(chan map[string]any, 100), stderr: &lockedBuffer{}}
+	p := &stdioPeer{t: t, cmd: cmd, in: in, lines: make(chan map[string]any, 100), stderr: &podmantest.Buffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -247,7 +221,7 @@ func count(t *testing.T, serverID string) int {
 // Desktop runs it: state across calls, only protocol on stdout, and the
 // conversation's sandbox released when stdin ends.
 func TestMCPStdioEmbedded(t *testing.T) {
-	serverID := "mcp-stdio-" + podmantest.RunID()
+	serverID := podmantest.ServerID("mcp-stdio")
 	path, _ := writeConfig(t, serverID, "")
 	p := startStdio(t, nil, "mcp", "--config", path, "--log-level", "info")
 	p.initialize()
@@ -310,7 +284,7 @@ func serveConfig(t *testing.T, path, addr string) {
 	done := make(chan int, 1)
 	// Only the end of serve's log is kept: a soak writes an access log line
 	// per request, which must not count as the server's memory.
-	serveErr := &lockedBuffer{max: 64 << 10}
+	serveErr := &podmantest.Buffer{Max: 64 << 10}
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, serveErr)
 	}()
@@ -343,7 +317,7 @@ func buildExample(t *testing.T, name string) string {
 // whose second tool call needs the first call's variables) and the
 // WebSocket client, against `sandpool serve`.
 func TestExamplesAgainstServe(t *testing.T) {
-	addr := startServe(t, "examples-"+podmantest.RunID(), "example-key-0123456789")
+	addr := startServe(t, podmantest.ServerID("examples"), "example-key-0123456789")
 	env := append(os.Environ(), "SANDPOOL_URL=http://"+addr, "SANDPOOL_TOKEN=example-key-0123456789", "SANDPOOL_POOL=chat")
 
 	cmd := exec.Command(buildExample(t, "langchaingo-agent"), "-model", "scripted")
@@ -364,7 +338,7 @@ func TestExamplesAgainstServe(t *testing.T) {
 // TestMCPStdioBridge: `sandpool mcp --server` forwards to `sandpool serve`'s
 // /mcp with the token from the environment.
 func TestMCPStdioBridge(t *testing.T) {
-	addr := startServe(t, "mcp-bridge-"+podmantest.RunID(), "bridge-key-0123456789")
+	addr := startServe(t, podmantest.ServerID("mcp-bridge"), "bridge-key-0123456789")
 
 	bad := startStdio(t, []string{"SANDPOOL_TOKEN=wrong-key-0123456789"}, "mcp", "--server", "http://"+addr)
 	bad.nextID++
@@ -428,7 +402,7 @@ func TestClaudeDesktopConfig(t *testing.T) {
 // TestMCPStdioClients: mcp-go's and the official Go SDK's stdio clients
 // run `sandpool mcp` as Claude Desktop would, each its own conversation.
 func TestMCPStdioClients(t *testing.T) {
-	serverID := "mcp-clients-" + podmantest.RunID()
+	serverID := podmantest.ServerID("mcp-clients")
 	path, _ := writeConfig(t, serverID, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

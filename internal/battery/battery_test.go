@@ -2,7 +2,6 @@ package battery_test
 
 import (
 	"bytes"
-	"context"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -251,26 +249,9 @@ type lab struct {
 	bob       *attacker
 	canaries  *canaries
 	cfg       map[string]any
-	serverLog *syncBuffer
+	serverLog *podmantest.Buffer
 	mgr       *pool.Manager
 	pool      string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const serverSecret = "battery-server-secret-never-in-a-sandbox"
@@ -278,21 +259,14 @@ const serverSecret = "battery-server-secret-never-in-a-sandbox"
 func newLab(t *testing.T, rt podmantest.Runtime, token string) *lab {
 	cfg := pool.Config{Name: "battery-" + rt.Name, Scale: pool.ScaleConfig{MaxConcurrentSessions: 8, ReadySessionInstances: ptr(2)}}
 	m := podmantest.Manager(t, rt, cfg)
-	log := &syncBuffer{}
-	s, err := api.New(context.Background(), api.Options{
+	log := &podmantest.Buffer{}
+	url, _ := podmantest.Serve(t, api.Options{
 		Manager: m,
 		Auth:    api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}, {Name: "bob", Key: bobKey}}},
 		Limits:  api.Limits{RequestsPerSecond: 1000, Burst: 1000},
 		Log:     zerolog.New(log).Level(zerolog.DebugLevel),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = s.HTTPServer(nil)
-	ts.Start()
-	t.Cleanup(func() { ts.Close(); s.Close(context.Background()) })
-	base := ts.URL + "/pools/" + cfg.Name
+	base := url + "/pools/" + cfg.Name
 	var mu sync.Mutex
 	var bad []string
 	l := &lab{rt: rt, serverLog: log, mgr: m, pool: cfg.Name,
