@@ -25,12 +25,7 @@ type pump struct {
 	mu  sync.Mutex // held while dispatching, so setCurrent waits for it
 	cur *execution
 
-	evbuf []byte
-	// more[i] says stdout (0) or stderr (1) may hold unread output: the
-	// last poll flagged it and the last read filled the buffer. When it
-	// is false, "done" needs no drain: the kernel wrote its output before
-	// "done", so a poll that saw "done" also saw that output.
-	more      [2]bool
+	evbuf     []byte
 	readyOnce sync.Once
 	done      chan struct{}
 	stopOnce  sync.Once
@@ -89,11 +84,10 @@ func (u *pump) run() {
 			return
 		}
 		const ready = unix.POLLIN | unix.POLLHUP | unix.POLLERR
-		u.more = [2]bool{}
-		if fds[0].Revents&ready != 0 && !u.readStream(0, u.out, agentproto.FrameStdout) {
+		if fds[0].Revents&ready != 0 && !u.readStream(u.out, agentproto.FrameStdout) {
 			fds[0].Fd = -1
 		}
-		if fds[1].Revents&ready != 0 && !u.readStream(1, u.er, agentproto.FrameStderr) {
+		if fds[1].Revents&ready != 0 && !u.readStream(u.er, agentproto.FrameStderr) {
 			fds[1].Fd = -1
 		}
 		if fds[2].Revents&ready != 0 && !u.readEvents() {
@@ -102,16 +96,15 @@ func (u *pump) run() {
 		if fds[3].Revents&ready != 0 {
 			// The kernel was reaped: take what is left and stop.
 			u.readEvents()
-			u.drain(true)
+			u.drain()
 			return
 		}
 	}
 }
 
 // readStream reads one chunk of output. It returns false at end of file.
-func (u *pump) readStream(i, fd int, t agentproto.FrameType) bool {
+func (u *pump) readStream(fd int, t agentproto.FrameType) bool {
 	n, err := u.readChunk(fd, t)
-	u.more[i] = n == agentproto.ChunkSize
 	return n > 0 || err == unix.EAGAIN || err == unix.EINTR
 }
 
@@ -130,16 +123,12 @@ func (u *pump) readChunk(fd int, t agentproto.FrameType) (int, error) {
 	return n, err
 }
 
-// drain reads stdout and stderr until they are empty; with all, even when
-// the last poll says they are.
-func (u *pump) drain(all bool) {
-	for j, s := range []struct {
+// drain reads stdout and stderr until they are empty.
+func (u *pump) drain() {
+	for _, s := range []struct {
 		fd int
 		t  agentproto.FrameType
 	}{{u.out, agentproto.FrameStdout}, {u.er, agentproto.FrameStderr}} {
-		if !all && !u.more[j] {
-			continue
-		}
 		for i := 0; i < 1<<14; i++ { // bounded: a writer may keep writing
 			if n, _ := u.readChunk(s.fd, s.t); n <= 0 {
 				break
@@ -207,8 +196,10 @@ func (u *pump) handle(raw []byte) {
 		return
 	}
 	if ev.Type == "done" {
-		// Everything the kernel wrote before "done" is in the pipes now.
-		u.drain(false)
+		// Everything the kernel wrote before "done" is in the pipes now,
+		// even output this round's poll did not see yet (it arrived after
+		// poll returned): read each pipe until it is empty.
+		u.drain()
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
