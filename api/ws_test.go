@@ -367,8 +367,8 @@ func TestWebSocketStalledReaderAndLeaks(t *testing.T) {
 	}
 	w.conn.Close()
 	w2, _ := c.dialWS(t, "stall-session", false)
-	if got := stdout(w2.exec("alive-0001", "print(y)")); got != "1\n" {
-		t.Fatalf("session after the stalled client: %q", got)
+	if msgs := w2.exec("alive-0001", "print(y)"); stdout(msgs) != "1\n" {
+		t.Fatalf("session after the stalled client: %q (%+v)", stdout(msgs), msgs)
 	}
 	w2.conn.Close()
 	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > before+2; time.Sleep(100 * time.Millisecond) {
