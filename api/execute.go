@@ -332,7 +332,6 @@ func (s *Server) execute(ctx context.Context, p *pool.Pool, k pool.SessionKey, i
 
 // handleExecute serves every generation's execute route.
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, c *call, g generation) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(s.limits.BodyTimeoutSeconds) * time.Second))
 	req, err := parseExec(http.MaxBytesReader(w, r.Body, s.limits.MaxRequestBytes.Bytes()), s.limits.MaxCodeBytes.Bytes())
 	if err != nil {
 		writeError(w, err)

@@ -168,7 +168,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, c *call, g gener
 		writeError(w, errcode.Newf(errcode.TooLarge, "the upload is larger than the %d-byte limit", max))
 		return
 	}
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(s.limits.UploadTimeoutSeconds) * time.Second))
+	c.body.extend(time.Now().Add(time.Duration(s.limits.UploadTimeoutSeconds) * time.Second))
 	r.Body = http.MaxBytesReader(w, r.Body, max+overhead)
 	k, err := c.key("")
 	if err != nil {

@@ -37,6 +37,14 @@ type Limits struct {
 	// cannot hold a connection open forever.
 	BodyTimeoutSeconds   int `yaml:"bodyTimeoutSeconds"`
 	UploadTimeoutSeconds int `yaml:"uploadTimeoutSeconds"`
+	// MaxConnections caps the server's open connections (default 1024)
+	// and MaxConnectionsPerAddress those from one remote address (default
+	// 256); a connection over either is closed at once.
+	MaxConnections           int `yaml:"maxConnections"`
+	MaxConnectionsPerAddress int `yaml:"maxConnectionsPerAddress"`
+	// MaxStreamsPerPrincipal caps each principal's open WebSockets and
+	// MCP notification streams together (default 16).
+	MaxStreamsPerPrincipal int `yaml:"maxStreamsPerPrincipal"`
 }
 
 // Normalize fills in defaults and checks the values, naming bad fields.
@@ -63,12 +71,17 @@ func (l *Limits) Normalize() error {
 	defQ(&l.MaxForwardBytes, 1<<30)
 	def(&l.BodyTimeoutSeconds, 30)
 	def(&l.UploadTimeoutSeconds, 600)
+	def(&l.MaxConnections, 1024)
+	def(&l.MaxConnectionsPerAddress, 256)
+	def(&l.MaxStreamsPerPrincipal, 16)
 	var errs []error
 	if l.RequestsPerSecond < 0 || math.IsNaN(l.RequestsPerSecond) || math.IsInf(l.RequestsPerSecond, 0) {
 		errs = append(errs, errors.New("limits.requestsPerSecond: must be positive"))
 	}
 	for name, v := range map[string]int{"burst": l.Burst, "concurrentRequests": l.ConcurrentRequests,
-		"bodyTimeoutSeconds": l.BodyTimeoutSeconds, "uploadTimeoutSeconds": l.UploadTimeoutSeconds} {
+		"bodyTimeoutSeconds": l.BodyTimeoutSeconds, "uploadTimeoutSeconds": l.UploadTimeoutSeconds,
+		"maxConnections": l.MaxConnections, "maxConnectionsPerAddress": l.MaxConnectionsPerAddress,
+		"maxStreamsPerPrincipal": l.MaxStreamsPerPrincipal} {
 		if v < 0 {
 			errs = append(errs, errors.New("limits."+name+": must be positive"))
 		}

@@ -217,6 +217,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call) string
 		return "forward"
 	}
 	defer up.Release()
+	// A forwarded body streams on purpose, and an answer or an upgraded
+	// connection may last: both end with the session's life.
+	ends := up.Ends()
+	c.body.extend(ends)
+	ctx, cancel := context.WithDeadline(r.Context(), ends)
+	defer cancel()
+	r = r.WithContext(ctx)
 	r.Body = http.MaxBytesReader(w, r.Body, int64(s.limits.MaxForwardBytes))
 	// A container may answer while the body still streams in (an echo, a
 	// transcoder): HTTP/1.1 servers stop reading a body once the answer

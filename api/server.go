@@ -163,6 +163,7 @@ type call struct {
 	hasher    *pool.Hasher
 	hash      string // the session's keyed hash, for the access log
 	release   func() // gives back the call's in-flight slot (idempotent)
+	body      *bodyGuard
 }
 
 // releaseSlot gives back the call's in-flight slot before the handler
@@ -215,7 +216,8 @@ func (c *call) fileGen() generation {
 var slashes = regexp.MustCompile(`/{2,}`)
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	guard := guardBody(w, r, time.Duration(s.limits.BodyTimeoutSeconds)*time.Second)
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK, body: guard}
 	start := time.Now()
 	reqID := newRequestID()
 	rec.Header().Set("x-ms-request-id", reqID)
@@ -260,12 +262,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		ev.route = "pools"
 		s.listPools(rec, r, &ev)
 	case strings.HasPrefix(path, "/pools/"):
-		s.poolRoute(rec, r, path, &ev)
+		s.poolRoute(rec, r, path, guard, &ev)
 	case isUIPath(path) && !s.noUI:
 		ev.route = "ui"
 		s.ui(rec, r, path)
 	case path == "/mcp" && s.mcpPool != "":
-		s.poolRoute(rec, r, "/pools/"+url.PathEscape(s.mcpPool)+"/mcp", &ev)
+		s.poolRoute(rec, r, "/pools/"+url.PathEscape(s.mcpPool)+"/mcp", guard, &ev)
 	case s.fallback != nil:
 		ev.route = "fallback"
 		s.fallback.ServeHTTP(rec, r)
@@ -276,7 +278,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 
 // poolRoute authenticates, limits and dispatches a request under
 // /pools/{pool}.
-func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, ev *accessEvent) {
+func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, body *bodyGuard, ev *accessEvent) {
 	rest := strings.TrimPrefix(path, "/pools/")
 	name, rest, _ := strings.Cut(rest, "/")
 	name, _ = url.PathUnescape(name)
@@ -329,7 +331,7 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 	release = sync.OnceFunc(release)
 	defer release()
 	c := &call{r: r, pool: p, principal: principal, query: parseQuery(r.URL.RawQuery),
-		base: "/pools/" + url.PathEscape(name), hasher: s.mgr.Hasher(), release: release}
+		base: "/pools/" + url.PathEscape(name), hasher: s.mgr.Hasher(), release: release, body: body}
 	defer func() { ev.session = c.hash }()
 	if custom && !isManagement(rest) {
 		ev.route = s.forward(w, r, c)
@@ -557,11 +559,17 @@ type recorder struct {
 	status int
 	bytes  int64
 	wrote  bool
+	body   *bodyGuard
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if !r.wrote {
 		r.status, r.wrote = code, true
+		if code >= 400 && r.body.unread() {
+			// Refused before its body was read: close rather than read
+			// (and wait for) the rest of a body nobody wants.
+			r.Header().Set("Connection", "close")
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

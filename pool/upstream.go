@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/sandpool/sandpool/internal/errcode"
 )
@@ -62,6 +63,10 @@ func (u *Upstream) SessionID() string {
 	m.Write([]byte(u.s.hash))
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
+
+// Ends is when the session's life ends (maxAlivePeriodInSeconds after it
+// began): a forwarded stream or upgraded connection must not outlive it.
+func (u *Upstream) Ends() time.Time { return u.s.created.Add(u.p.cfg.maxAlive()) }
 
 // Release ends the request; it may be called more than once.
 func (u *Upstream) Release() { u.release() }

@@ -477,7 +477,7 @@ func (b *bench) startServer(ctx context.Context, rt string, pools ...poolEntry) 
 	}
 	s.base = "http://" + ln.Addr().String()
 	s.srv = s.surface.HTTPServer(stdlog.New(io.Discard, "", 0))
-	go func() { _ = s.srv.Serve(ln) }()
+	go func() { _ = s.srv.Serve(s.surface.Listener(ln)) }()
 	return s, nil
 }
 

@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg *fileConfig, cmd *cobra.Command) error {
 	}
 	srv := surface.HTTPServer(stdlog.New(logging.Component(log, "http"), "", 0))
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(surface.Listener(ln)) }()
 	for _, p := range m.Pools() {
 		st := p.Status()
 		log.Info().Str("pool", st.Name).Str("runtime", p.Config().Runtime).Int("ready", st.Ready).

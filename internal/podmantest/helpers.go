@@ -51,6 +51,7 @@ func Serve(t testing.TB, opt api.Options) (url string, stop func()) {
 	}
 	ts := httptest.NewUnstartedServer(nil)
 	ts.Config = s.HTTPServer(nil)
+	ts.Listener = s.Listener(ts.Listener)
 	ts.Start()
 	stop = sync.OnceFunc(func() { ts.Close(); s.Close(context.Background()) })
 	t.Cleanup(stop)
