@@ -27,8 +27,10 @@ func statusOf(c errcode.Code) int {
 		return http.StatusBadRequest
 	case errcode.Unauthenticated:
 		return http.StatusUnauthorized
-	case errcode.Forbidden:
+	case errcode.Forbidden, codeHostNotAllowed, codeCrossOrigin:
 		return http.StatusForbidden
+	case codeMediaType:
+		return http.StatusUnsupportedMediaType
 	case errcode.NotFound, codeRouteNotFound, codePoolNotFound, codeExecNotFound:
 		return http.StatusNotFound
 	case codeMethodNotAllowed:

@@ -332,6 +332,10 @@ func (s *Server) execute(ctx context.Context, p *pool.Pool, k pool.SessionKey, i
 
 // handleExecute serves every generation's execute route.
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, c *call, g generation) {
+	if err := requireJSON(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	req, err := parseExec(http.MaxBytesReader(w, r.Body, s.limits.MaxRequestBytes.Bytes()), s.limits.MaxCodeBytes.Bytes())
 	if err != nil {
 		writeError(w, err)

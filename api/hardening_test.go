@@ -199,3 +199,102 @@ func TestF1ConnectionCaps(t *testing.T) {
 		t.Fatalf("healthz after the cap: %d", res.StatusCode)
 	}
 }
+
+// TestF3CrossSite: in anonymous mode a page of another site (its own name
+// in Host through DNS rebinding, or its Origin) can neither run code,
+// list or stop sessions, nor open the WebSocket; the server's own page,
+// configured names and origins, and non-browser clients can.
+func TestF3CrossSite(t *testing.T) {
+	addr := frontServer(t, api.Options{AllowedHosts: []string{"sandpool.internal", "*.corp.example"},
+		AllowedOrigins: []string{"https://app.corp.example"}})
+	_, port, _ := net.SplitHostPort(addr)
+	self := "http://127.0.0.1:" + port
+	exec := "/pools/front/executions?identifier=abcd"
+	ws := map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	cases := []struct {
+		name, method, path, host string
+		header                   map[string]string
+		code                     string // "" : the guard lets it through
+	}{
+		{"rebinding execute", "POST", exec, "evil.example:" + port, map[string]string{"Content-Type": "text/plain"}, "host_not_allowed"},
+		{"rebinding list", "GET", "/pools/front/listSessions", "evil.example:" + port, nil, "host_not_allowed"},
+		{"rebinding ws", "GET", "/pools/front/ws?identifier=abcd", "evil.example:" + port, with(ws, "Origin", "http://evil.example:"+port), "host_not_allowed"},
+		{"foreign origin execute", "POST", exec, "", map[string]string{"Origin": "http://evil.example", "Content-Type": "text/plain"}, "cross_origin_refused"},
+		{"foreign origin json", "POST", exec, "", map[string]string{"Origin": "http://evil.example", "Content-Type": "application/json"}, "cross_origin_refused"},
+		{"null origin", "POST", exec, "", map[string]string{"Origin": "null", "Content-Type": "application/json"}, "cross_origin_refused"},
+		{"cross-site fetch metadata", "POST", exec, "", map[string]string{"Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, "cross_origin_refused"},
+		{"another port of localhost", "POST", "/pools/front/.management/stopSession?identifier=abcd", "", map[string]string{"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"}, "cross_origin_refused"},
+		{"foreign origin delete", "DELETE", "/pools/front/session?identifier=abcd", "", map[string]string{"Origin": "http://evil.example"}, "cross_origin_refused"},
+		{"foreign origin ws", "GET", "/pools/front/ws?identifier=abcd", "", with(ws, "Origin", "http://evil.example"), "cross_origin_refused"},
+		{"text/plain without origin", "POST", exec, "", map[string]string{"Content-Type": "text/plain"}, "unsupported_media_type"},
+		{"form without origin", "POST", exec, "", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "unsupported_media_type"},
+		// Let through:
+		{"own page", "POST", exec, "", map[string]string{"Origin": self, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}, ""},
+		{"own page ws", "GET", "/pools/front/ws?identifier=abcd", "", with(ws, "Origin", self, "Sec-Fetch-Site", "same-origin"), ""},
+		{"non-browser client", "POST", exec, "", map[string]string{"Content-Type": "application/json; charset=utf-8"}, ""},
+		{"no content type", "POST", exec, "", nil, ""},
+		{"localhost name", "GET", "/pools/front/listSessions", "localhost:" + port, nil, ""},
+		{"ipv6 literal", "GET", "/pools/front/listSessions", "[::1]:" + port, nil, ""},
+		{"configured name", "GET", "/pools/front/listSessions", "sandpool.internal", nil, ""},
+		{"configured domain", "GET", "/pools/front/listSessions", "a.corp.example:" + port, nil, ""},
+		{"trusted origin", "POST", exec, "", map[string]string{"Origin": "https://app.corp.example", "Sec-Fetch-Site": "cross-site", "Content-Type": "application/json"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if tc.method == "POST" {
+				body = strings.NewReader(`{"code":"print(1)"}`)
+			}
+			req, _ := http.NewRequest(tc.method, "http://"+addr+tc.path, body)
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			res, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b []byte
+			if res.StatusCode != http.StatusSwitchingProtocols {
+				b, _ = io.ReadAll(res.Body)
+			}
+			res.Body.Close()
+			got := res.Header.Get("x-ms-error-code")
+			switch {
+			case tc.code != "" && got != tc.code:
+				t.Fatalf("status %d, code %q, want %q: %s", res.StatusCode, got, tc.code, b)
+			case tc.code == "" && (got == "host_not_allowed" || got == "cross_origin_refused" || got == "unsupported_media_type"):
+				t.Fatalf("refused (%s): %s", got, b)
+			}
+		})
+	}
+}
+
+// TestF3HostWithAuth: with authentication, a bearer token (which no
+// browser adds by itself) is the guard: any Host may call.
+func TestF3HostWithAuth(t *testing.T) {
+	addr := frontServer(t, api.Options{Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}}}})
+	req, _ := http.NewRequest("GET", "http://"+addr+"/pools/front/listSessions", nil)
+	req.Host = "sandpool.example.com"
+	req.Header.Set("Authorization", "Bearer "+aliceKey)
+	res, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+}

@@ -41,7 +41,16 @@ type Options struct {
 	MCPPool string
 	// NoUI turns off the browser page at /.
 	NoUI bool
-	Log  zerolog.Logger
+	// AllowedHosts are the host names (exact, or "*.example.com") this
+	// server answers to besides loopback names and IP addresses. The Host
+	// check applies when any pool is served without authentication, or
+	// when names are given.
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins (scheme://host[:port]) whose
+	// pages may change state (execute, upload, delete, WebSocket) besides
+	// the server's own.
+	AllowedOrigins []string
+	Log            zerolog.Logger
 }
 
 // Server is the HTTP data plane: Azure dynamic-sessions routes under
@@ -59,6 +68,7 @@ type Server struct {
 	mcpPool  string
 	// forwarders serve the CustomContainer pools, by name.
 	forwarders map[string]*forwarder
+	guard      *browserGuard
 	noUI       bool
 	log        zerolog.Logger
 
@@ -116,6 +126,14 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 			return nil, fmt.Errorf("pools[%s].auth.%w", name, err)
 		}
 		s.poolAuth[name] = a
+	}
+	anonymous := s.auth.none
+	for _, a := range s.poolAuth {
+		anonymous = anonymous || a.none
+	}
+	if s.guard, err = newBrowserGuard(opt.AllowedHosts, opt.AllowedOrigins, anonymous); err != nil {
+		s.Close(ctx)
+		return nil, fmt.Errorf("server.%w", err)
 	}
 	return s, nil
 }
@@ -248,6 +266,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}()
+	if err := s.guard.check(r); err != nil {
+		ev.route = "guard"
+		writeError(rec, err)
+		return
+	}
 	switch {
 	case path == "/healthz":
 		ev.route = "healthz"

@@ -38,6 +38,12 @@ type serverConfig struct {
 	AllowUnauthenticatedRemote bool           `yaml:"allowUnauthenticatedRemote"`
 	// Limits bound request sizes, timeouts and per-caller rates.
 	Limits api.Limits `yaml:"limits"`
+	// AllowedHosts: host names the server answers to besides loopback
+	// names and IP addresses ("*.example.com" for a domain's names);
+	// AllowedOrigins: other sites' pages (scheme://host[:port]) that may
+	// execute, upload, delete or open WebSockets from a browser.
+	AllowedHosts   []string `yaml:"allowedHosts"`
+	AllowedOrigins []string `yaml:"allowedOrigins"`
 	// StateDir holds the session secret, pool state and podman sockets;
 	// default /var/lib/sandpool.
 	StateDir string `yaml:"stateDir"`

@@ -156,6 +156,7 @@ func newSurface(ctx context.Context, cfg *fileConfig, run *running, log zerolog.
 		Manager: m, Auth: cfg.Server.Auth, PoolAuth: cfg.poolAuth(), Limits: cfg.Server.Limits,
 		Metrics: promhttp.HandlerFor(run.reg, promhttp.HandlerOpts{}), Log: logging.Component(log, "http"),
 		MCP: mcpFor, MCPPool: cfg.Server.MCP.Pool,
+		AllowedHosts: cfg.Server.AllowedHosts, AllowedOrigins: cfg.Server.AllowedOrigins,
 	})
 }
 
