@@ -26,16 +26,19 @@ type bodyGuard struct {
 	done atomic.Bool // read to its end (or failed): the deadline is gone
 }
 
-// guardBody sets the body deadline of r and returns r with its body
-// guarded, or nil when r has no body.
-func guardBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *bodyGuard {
+// guardBody sets the body deadline of r and returns a copy of r with its
+// body guarded, and the guard (nil when r has no body). The server's own
+// request keeps its body, so the server still sees how much of it was
+// read (and closes gracefully after refusing a large one).
+func guardBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) (*http.Request, *bodyGuard) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil
+		return r, nil
 	}
 	g := &bodyGuard{ReadCloser: r.Body, rc: http.NewResponseController(w)}
 	_ = g.rc.SetReadDeadline(time.Now().Add(timeout))
+	r = r.WithContext(r.Context())
 	r.Body = g
-	return g
+	return r, g
 }
 
 func (g *bodyGuard) Read(p []byte) (int, error) {

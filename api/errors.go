@@ -96,6 +96,15 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, statusOf(code), errorBody{Error: errorDetail{Code: string(code), Message: errcode.Public(err)}})
 }
 
+// writeLimited answers a limiter's refusal, with its Retry-After.
+func writeLimited(w http.ResponseWriter, err error) {
+	var le *limitError
+	if errors.As(err, &le) {
+		w.Header().Set("Retry-After", strconv.Itoa(le.retryAfter))
+	}
+	writeError(w, err)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {

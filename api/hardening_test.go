@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/rs/zerolog"
 
 	"github.com/sandpool/sandpool/api"
@@ -38,6 +39,12 @@ func (noEngine) Remove(context.Context, string) error { return nil }
 
 // frontServer serves opt over a pool named "front" that has no sandboxes.
 func frontServer(t *testing.T, opt api.Options) (addr string) {
+	addr, _ = frontSurface(t, opt)
+	return addr
+}
+
+// frontSurface is frontServer, with the surface for the test to close.
+func frontSurface(t *testing.T, opt api.Options) (string, *api.Server) {
 	t.Helper()
 	zero := 0
 	cfg := pool.Config{Name: "front", Runtime: "runc", Image: "localhost/none:1"}
@@ -68,7 +75,7 @@ func frontServer(t *testing.T, opt api.Options) (addr string) {
 		<-done
 		s.Close(context.Background())
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), s
 }
 
 // settle waits for the goroutine count to come back to at most base+slack.
@@ -297,4 +304,157 @@ func TestF3HostWithAuth(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
+}
+
+func dialWS(t *testing.T, addr, token string) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	h := http.Header{}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	d := websocket.Dialer{Subprotocols: []string{api.WSSubprotocol}, HandshakeTimeout: 5 * time.Second}
+	c, res, err := d.Dial("ws://"+addr+"/pools/front/ws?identifier=abcd", h)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, res, err
+}
+
+// closeCode reads until the connection ends and returns its close code
+// (-1: it ended without one).
+func closeCode(c *websocket.Conn) int {
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code
+			}
+			return -1
+		}
+	}
+}
+
+// TestF2WSBadFrameFlood: a client that sends one-byte invalid frames and
+// reads nothing is dropped with 1008 long before its answers could grow
+// the server's memory.
+func TestF2WSBadFrameFlood(t *testing.T) {
+	addr := frontServer(t, api.Options{})
+	// A few bad messages are answered; a burst of them ends the
+	// connection with 1008.
+	c, _, err := dialWS(t, addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := 0
+	for ; answered < 100; answered++ {
+		if err := c.WriteMessage(websocket.BinaryMessage, []byte{'x'}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, b, err := c.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			if ce.Code != websocket.ClosePolicyViolation {
+				t.Fatalf("close code %d, want 1008", ce.Code)
+			}
+			break
+		}
+		if err != nil || !strings.Contains(string(b), `"failure"`) {
+			t.Fatalf("answer %d: %s, %v", answered, b, err)
+		}
+	}
+	if answered < 8 || answered >= 100 {
+		t.Fatalf("%d bad messages answered before the close", answered)
+	}
+	// A flood that reads nothing is cut off.
+	c, _, err = dialWS(t, addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	sent, dropped := 0, false
+	for ; sent < 200000; sent++ {
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMessage(websocket.BinaryMessage, []byte{'x'}); err != nil {
+			dropped = true
+			break
+		}
+	}
+	if !dropped {
+		t.Fatalf("%d bad frames and the connection is still open", sent)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 32<<20 {
+		t.Fatalf("the live heap grew by %d MiB", grew>>20)
+	}
+}
+
+// TestF2StreamsPerPrincipal: WebSockets count against the caller's open
+// streams; another caller is not affected, and a closed one frees its place.
+func TestF2StreamsPerPrincipal(t *testing.T) {
+	addr := frontServer(t, api.Options{
+		Auth:   api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}, {Name: "bob", Key: bobKey}}},
+		Limits: api.Limits{MaxStreamsPerPrincipal: 2},
+	})
+	a1, _, err := dialWS(t, addr, aliceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dialWS(t, addr, aliceKey); err != nil {
+		t.Fatal(err)
+	}
+	_, res, err := dialWS(t, addr, aliceKey)
+	if err == nil || res == nil || res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("a third stream: %v, %+v", err, res)
+	}
+	if _, _, err := dialWS(t, addr, bobKey); err != nil {
+		t.Fatalf("another principal: %v", err)
+	}
+	a1.Close()
+	var ok bool
+	for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, _, err = dialWS(t, addr, aliceKey)
+		ok = err == nil
+	}
+	if !ok {
+		t.Fatalf("a closed stream did not free its place: %v", err)
+	}
+}
+
+// TestServerCloseEndsWebSockets: Close refuses new WebSockets, closes the
+// open ones with 1001, and returns once their goroutines have ended.
+func TestServerCloseEndsWebSockets(t *testing.T) {
+	addr, s := frontSurface(t, api.Options{})
+	base := runtime.NumGoroutine()
+	var conns []*websocket.Conn
+	for range 3 {
+		c, _, err := dialWS(t, addr, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	codes := make(chan int, len(conns))
+	for _, c := range conns {
+		go func() { codes <- closeCode(c) }()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.Close(ctx)
+	for range conns {
+		if code := <-codes; code != websocket.CloseGoingAway {
+			t.Fatalf("close code %d, want 1001", code)
+		}
+	}
+	if _, res, err := dialWS(t, addr, ""); err == nil || res == nil || res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a WebSocket after Close: %v %+v", err, res)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	settle(t, base, 2)
 }

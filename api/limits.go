@@ -104,6 +104,8 @@ type limiter struct {
 	burst int
 	conc  int
 
+	streams int
+
 	mu    sync.Mutex
 	by    map[pool.Principal]*principalLimit
 	sweep time.Time
@@ -112,6 +114,7 @@ type limiter struct {
 type principalLimit struct {
 	rate     *rate.Limiter
 	inflight int
+	streams  int // open WebSockets and MCP notification streams
 	seen     time.Time
 }
 
@@ -122,7 +125,8 @@ type limitError struct {
 }
 
 func newLimiter(l Limits) *limiter {
-	return &limiter{rps: rate.Limit(l.RequestsPerSecond), burst: l.Burst, conc: l.ConcurrentRequests, by: map[pool.Principal]*principalLimit{}}
+	return &limiter{rps: rate.Limit(l.RequestsPerSecond), burst: l.Burst, conc: l.ConcurrentRequests,
+		streams: l.MaxStreamsPerPrincipal, by: map[pool.Principal]*principalLimit{}}
 }
 
 // admit lets a request of p in, or says when to retry; release must be
@@ -135,18 +139,13 @@ func (l *limiter) admit(p pool.Principal) (release func(), err error) {
 		// Forget principals idle for 10 minutes: memory stays bounded by
 		// recent callers.
 		for k, v := range l.by {
-			if v.inflight == 0 && now.Sub(v.seen) > 10*time.Minute {
+			if v.inflight == 0 && v.streams == 0 && now.Sub(v.seen) > 10*time.Minute {
 				delete(l.by, k)
 			}
 		}
 		l.sweep = now
 	}
-	pl := l.by[p]
-	if pl == nil {
-		pl = &principalLimit{rate: rate.NewLimiter(l.rps, l.burst)}
-		l.by[p] = pl
-	}
-	pl.seen = now
+	pl := l.principal(p, now)
 	if pl.inflight >= l.conc {
 		return nil, &limitError{errcode.New(errcode.RateLimited, "too many requests in flight for this caller"), 1}
 	}
@@ -164,3 +163,32 @@ func (l *limiter) admit(p pool.Principal) (release func(), err error) {
 }
 
 func (e *limitError) Unwrap() error { return e.error }
+
+// principal returns p's entry, made on first use. l.mu is held.
+func (l *limiter) principal(p pool.Principal, now time.Time) *principalLimit {
+	pl := l.by[p]
+	if pl == nil {
+		pl = &principalLimit{rate: rate.NewLimiter(l.rps, l.burst)}
+		l.by[p] = pl
+	}
+	pl.seen = now
+	return pl
+}
+
+// openStream counts a long-lived stream of p (a WebSocket, an MCP
+// notification stream) against Limits.MaxStreamsPerPrincipal; release
+// must be called when it ends.
+func (l *limiter) openStream(p pool.Principal) (release func(), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pl := l.principal(p, time.Now())
+	if pl.streams >= l.streams {
+		return nil, &limitError{errcode.Newf(errcode.RateLimited, "this caller already has %d open streams (WebSockets and MCP notification streams)", l.streams), 5}
+	}
+	pl.streams++
+	return sync.OnceFunc(func() {
+		l.mu.Lock()
+		pl.streams--
+		l.mu.Unlock()
+	}), nil
+}

@@ -75,7 +75,13 @@ type Server struct {
 	mu      sync.Mutex
 	warmed  map[string]bool
 	closing bool
+	// ws are the open WebSockets; wsDone counts their handlers, which
+	// Close waits for.
+	ws     map[*wsSession]struct{}
+	wsDone sync.WaitGroup
 }
+
+var errShuttingDown = errcode.New(errcode.ShuttingDown, "the server is shutting down")
 
 // New builds the surface. Close releases it.
 func New(ctx context.Context, opt Options) (*Server, error) {
@@ -86,6 +92,7 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 		mgr: opt.Manager, limits: opt.Limits, limiter: newLimiter(opt.Limits),
 		execs: newExecStore(opt.Manager.Hasher()), metrics: opt.Metrics, fallback: opt.Fallback,
 		log: opt.Log, poolAuth: map[string]*authenticator{}, warmed: map[string]bool{}, noUI: opt.NoUI,
+		ws: map[*wsSession]struct{}{},
 	}
 	s.forwarders = map[string]*forwarder{}
 	for _, p := range opt.Manager.Pools() {
@@ -138,12 +145,30 @@ func New(ctx context.Context, opt Options) (*Server, error) {
 	return s, nil
 }
 
-// Close stops taking executions, waits (until ctx ends) for asynchronous
-// ones, and stops background work.
+// Close stops taking executions (new requests, WebSockets and their
+// messages are refused), waits until ctx ends for those running (the
+// asynchronous ones and those of WebSockets), closes the WebSockets with
+// 1001, and stops background work. It returns once every goroutine the
+// Server started has ended.
 func (s *Server) Close(ctx context.Context) {
 	s.mu.Lock()
 	s.closing = true
+	for ws := range s.ws {
+		signal(ws.wake) // an idle executor sees closing and ends
+	}
 	s.mu.Unlock()
+	wsEnded := make(chan struct{})
+	go func() { s.wsDone.Wait(); close(wsEnded) }()
+	select {
+	case <-wsEnded:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for ws := range s.ws {
+			ws.cancel()
+		}
+		s.mu.Unlock()
+		<-wsEnded
+	}
 	s.execs.close(ctx)
 	for _, fw := range s.forwarders {
 		fw.close()
@@ -152,6 +177,31 @@ func (s *Server) Close(ctx context.Context) {
 	for _, a := range s.poolAuth {
 		a.close()
 	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// track registers an open WebSocket, unless the server is closing.
+func (s *Server) track(ws *wsSession) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.ws[ws] = struct{}{}
+	s.wsDone.Add(1)
+	return true
+}
+
+func (s *Server) untrack(ws *wsSession) {
+	s.mu.Lock()
+	delete(s.ws, ws)
+	s.mu.Unlock()
+	s.wsDone.Done()
 }
 
 // Handler serves every route of the surface.
@@ -180,13 +230,8 @@ type call struct {
 	base      string // the pool's base path, e.g. /pools/default
 	hasher    *pool.Hasher
 	hash      string // the session's keyed hash, for the access log
-	release   func() // gives back the call's in-flight slot (idempotent)
 	body      *bodyGuard
 }
-
-// releaseSlot gives back the call's in-flight slot before the handler
-// ends (a WebSocket holds none while idle).
-func (c *call) releaseSlot() { c.release() }
 
 func (c *call) apiVersion() string { return c.query["api-version"] }
 
@@ -234,7 +279,7 @@ func (c *call) fileGen() generation {
 var slashes = regexp.MustCompile(`/{2,}`)
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	guard := guardBody(w, r, time.Duration(s.limits.BodyTimeoutSeconds)*time.Second)
+	r, guard := guardBody(w, r, time.Duration(s.limits.BodyTimeoutSeconds)*time.Second)
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK, body: guard}
 	start := time.Now()
 	reqID := newRequestID()
@@ -335,9 +380,27 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 		return
 	}
 	ev.pool = name
+	if rest == "mcp" && s.mcp[name] != nil && r.Method == "GET" {
+		// The notification stream: it counts against the caller's
+		// concurrency and open streams while it lasts.
+		ev.route = "mcp"
+		release, err := s.limiter.admit(principal)
+		if err != nil {
+			writeLimited(w, err)
+			return
+		}
+		defer release()
+		closeStream, err := s.limiter.openStream(principal)
+		if err != nil {
+			writeLimited(w, err)
+			return
+		}
+		defer closeStream()
+		s.serveMCP(w, r, name, principal)
+		return
+	}
 	if rest == "mcp" && s.mcp[name] != nil && r.Method != "POST" {
-		// GET (the notification stream) and DELETE run no code: not
-		// counted against the caller's in-flight limit.
+		// DELETE runs no code: not counted against the caller's limits.
 		ev.route = "mcp"
 		s.serveMCP(w, r, name, principal)
 		return
@@ -345,16 +408,12 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 	release, err := s.limiter.admit(principal)
 	if err != nil {
 		ev.route = "limited"
-		if le, ok := err.(*limitError); ok {
-			w.Header().Set("Retry-After", fmt.Sprint(le.retryAfter))
-		}
-		writeError(w, err)
+		writeLimited(w, err)
 		return
 	}
-	release = sync.OnceFunc(release)
 	defer release()
 	c := &call{r: r, pool: p, principal: principal, query: parseQuery(r.URL.RawQuery),
-		base: "/pools/" + url.PathEscape(name), hasher: s.mgr.Hasher(), release: release, body: body}
+		base: "/pools/" + url.PathEscape(name), hasher: s.mgr.Hasher(), body: body}
 	defer func() { ev.session = c.hash }()
 	if custom && !isManagement(rest) {
 		ev.route = s.forward(w, r, c)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/sandpool/sandpool/api/wire"
 	"github.com/sandpool/sandpool/internal/errcode"
@@ -35,6 +36,10 @@ const (
 	wsChunk      = 64 << 10
 	// wsReadSlack is what an execute message may hold beside its code.
 	wsReadSlack = 64 << 10
+	// A client may send wsBadBurst bad messages at once, then one per
+	// wsBadEvery; past that it is flooding, and is dropped (1008).
+	wsBadBurst = 32
+	wsBadEvery = 100 * time.Millisecond
 )
 
 type (
@@ -88,17 +93,31 @@ var upgrader = websocket.Upgrader{
 // outbox holds the events waiting for the connection's writer, bounded by
 // wsMaxPending bytes.
 type outbox struct {
-	mu      sync.Mutex
-	msgs    []wsOut
-	bytes   int
-	ready   chan struct{} // something to write
-	space   chan struct{} // the writer took messages
-	stalled chan struct{} // closed when a push waited past wsStallLimit
-	stall   sync.Once
+	mu    sync.Mutex
+	msgs  []wsOut
+	bytes int
+	ready chan struct{} // something to write
+	space chan struct{} // the writer took messages
+	// dropped is closed when the connection must end with a close frame
+	// of code and reason: a push waited past wsStallLimit, or the client
+	// flooded bad messages.
+	dropped chan struct{}
+	once    sync.Once
+	code    int
+	reason  string
 }
 
 func newOutbox() *outbox {
-	return &outbox{ready: make(chan struct{}, 1), space: make(chan struct{}, 1), stalled: make(chan struct{})}
+	return &outbox{ready: make(chan struct{}, 1), space: make(chan struct{}, 1), dropped: make(chan struct{})}
+}
+
+// drop asks the writer to end the connection with code and reason; the
+// first call wins.
+func (o *outbox) drop(code int, reason string) {
+	o.once.Do(func() {
+		o.code, o.reason = code, reason
+		close(o.dropped)
+	})
 }
 
 func signal(c chan struct{}) {
@@ -126,9 +145,10 @@ func (o *outbox) push(ctx context.Context, m wsOut) {
 			}
 		}
 		size := msgSize(&m)
-		// Small control messages always go in; an oversized one goes in
-		// alone, so it cannot wait forever.
-		if o.bytes+size <= wsMaxPending || len(o.msgs) == 0 || m.Type == "done" || m.Type == "failure" {
+		// Every message counts, answers to bad input too (a client that
+		// sends garbage and reads nothing must not grow memory); an
+		// oversized one goes in alone, so it cannot wait forever.
+		if o.bytes+size <= wsMaxPending || len(o.msgs) == 0 {
 			o.msgs = append(o.msgs, m)
 			o.bytes += size
 			o.mu.Unlock()
@@ -142,7 +162,7 @@ func (o *outbox) push(ctx context.Context, m wsOut) {
 		select {
 		case <-o.space:
 		case <-deadline:
-			o.stall.Do(func() { close(o.stalled) })
+			o.drop(websocket.ClosePolicyViolation, "the client did not read its messages")
 			return
 		case <-ctx.Done():
 			return
@@ -168,11 +188,13 @@ type wsJob struct {
 
 // wsSession is one WebSocket connection to one session.
 type wsSession struct {
-	s    *Server
-	c    *call
-	k    pool.SessionKey
-	conn *websocket.Conn
-	out  *outbox
+	s      *Server
+	c      *call
+	k      pool.SessionKey
+	conn   *websocket.Conn
+	out    *outbox
+	bad    *rate.Limiter // bad messages
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	queue   []wsJob
@@ -194,18 +216,34 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	c.session(k)
+	closeStream, err := s.limiter.openStream(c.principal)
+	if err != nil {
+		writeLimited(w, err)
+		return
+	}
+	defer closeStream()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	ws := &wsSession{s: s, c: c, k: k, out: newOutbox(), wake: make(chan struct{}, 1),
+		bad: rate.NewLimiter(rate.Every(wsBadEvery), wsBadBurst), cancel: cancel}
+	if !s.track(ws) {
+		writeError(w, errShuttingDown)
+		return
+	}
+	defer s.untrack(ws)
 	conn, err := upgrader.Upgrade(w, r, http.Header{"X-Request-Id": {w.Header().Get("X-Request-Id")}})
 	if err != nil {
 		return // the upgrader answered the client
 	}
-	c.releaseSlot()
-	ws := &wsSession{s: s, c: c, k: k, conn: conn, out: newOutbox(), wake: make(chan struct{}, 1)}
-	ws.run(r.Context())
+	ws.conn = conn
+	ws.run(ctx)
 }
 
-func (ws *wsSession) run(parent context.Context) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	defer cancel()
+// run serves the connection until ctx ends or either side closes it. The
+// connection keeps its caller's in-flight slot while open (it counts
+// against the caller's concurrency), and each execution takes one more.
+func (ws *wsSession) run(ctx context.Context) {
+	cancel := ws.cancel
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); defer cancel(); ws.writer(ctx) }()
@@ -239,23 +277,35 @@ func (ws *wsSession) reader(ctx context.Context, cancel context.CancelFunc) {
 			return
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
-		if typ != websocket.TextMessage {
-			ws.out.push(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "send JSON text messages")))
-			continue
-		}
 		var m wsIn
-		if err := json.Unmarshal(b, &m); err != nil {
-			ws.out.push(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "the message is not a JSON object of the protocol")))
-			continue
+		switch {
+		case typ != websocket.TextMessage:
+			ws.refuse(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "send JSON text messages")))
+		case json.Unmarshal(b, &m) != nil:
+			ws.refuse(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "the message is not a JSON object of the protocol")))
+		default:
+			ws.handle(ctx, m)
 		}
-		ws.handle(ctx, m)
+		if ctx.Err() != nil {
+			return
+		}
 	}
+}
+
+// refuse answers a bad message; a client that sends them faster than
+// wsBadEvery (past a burst) is dropped with 1008.
+func (ws *wsSession) refuse(ctx context.Context, m wsOut) {
+	if !ws.bad.Allow() {
+		ws.out.drop(websocket.ClosePolicyViolation, "too many invalid messages")
+		return
+	}
+	ws.out.push(ctx, m)
 }
 
 func (ws *wsSession) handle(ctx context.Context, m wsIn) {
 	id := m.ID
 	if id != "" && !validOperationID(id) {
-		ws.out.push(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "id must be 8 to 64 letters, digits or '-'")))
+		ws.refuse(ctx, failureMsg("", errcode.New(errcode.InvalidArgument, "id must be 8 to 64 letters, digits or '-'")))
 		return
 	}
 	switch m.Type {
@@ -264,17 +314,20 @@ func (ws *wsSession) handle(ctx context.Context, m wsIn) {
 			id = sandbox.NewExecID()
 		}
 		switch {
+		case ws.s.isClosing():
+			ws.out.push(ctx, failureMsg(id, errShuttingDown))
+			return
 		case strings.TrimSpace(m.Code) == "":
-			ws.out.push(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, "code is required")))
+			ws.refuse(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, "code is required")))
 			return
 		case m.Timeout < 0:
-			ws.out.push(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, "timeout must not be negative")))
+			ws.refuse(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, "timeout must not be negative")))
 			return
 		}
 		ws.mu.Lock()
 		if len(ws.queue) >= wsMaxQueued {
 			ws.mu.Unlock()
-			ws.out.push(ctx, failureMsg(id, errcode.Newf(errcode.Busy, "%d executions are already waiting on this connection", wsMaxQueued)))
+			ws.refuse(ctx, failureMsg(id, errcode.Newf(errcode.Busy, "%d executions are already waiting on this connection", wsMaxQueued)))
 			return
 		}
 		pos := len(ws.queue)
@@ -306,13 +359,25 @@ func (ws *wsSession) handle(ctx context.Context, m wsIn) {
 			ws.out.push(ctx, failureMsg(running, err))
 		}
 	default:
-		ws.out.push(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, `unknown message type; use "execute" or "interrupt"`)))
+		ws.refuse(ctx, failureMsg(id, errcode.New(errcode.InvalidArgument, `unknown message type; use "execute" or "interrupt"`)))
 	}
 }
 
 // executor runs the queued executions one after another.
 func (ws *wsSession) executor(ctx context.Context) {
 	for {
+		if ws.s.isClosing() {
+			// The server is shutting down: the running execution (if
+			// any) has finished; those waiting never start.
+			ws.mu.Lock()
+			queued := ws.queue
+			ws.queue = nil
+			ws.mu.Unlock()
+			for _, j := range queued {
+				ws.out.push(ctx, failureMsg(j.id, errShuttingDown))
+			}
+			return
+		}
 		ws.mu.Lock()
 		var job wsJob
 		ok := len(ws.queue) > 0
@@ -395,9 +460,9 @@ func (ws *wsSession) writer(ctx context.Context) {
 			if err := ws.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
 				return
 			}
-		case <-ws.out.stalled:
+		case <-ws.out.dropped:
 			_ = ws.conn.WriteControl(websocket.CloseMessage,
-				websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "the client did not read its messages"), time.Now().Add(time.Second))
+				websocket.FormatCloseMessage(ws.out.code, ws.out.reason), time.Now().Add(time.Second))
 			return
 		case <-ctx.Done():
 			// Flush what is waiting (the last events, a failure), then say goodbye.
@@ -407,7 +472,16 @@ func (ws *wsSession) writer(ctx context.Context) {
 					break
 				}
 			}
-			_ = ws.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			code, reason := websocket.CloseNormalClosure, ""
+			select {
+			case <-ws.out.dropped:
+				code, reason = ws.out.code, ws.out.reason
+			default:
+				if ws.s.isClosing() {
+					code, reason = websocket.CloseGoingAway, "the server is shutting down"
+				}
+			}
+			_ = ws.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 			return
 		}
 	}
