@@ -45,7 +45,9 @@ func (b *Binder) Key(principal pool.Principal, conversation string) (pool.Sessio
 	if conversation == "" {
 		return pool.SessionKey{}, errors.New("agents: the conversation id is empty")
 	}
-	return pool.Key(principal, b.h.IdentifierFor("agents-conversation", string(principal), conversation)), nil
+	// The conversation's session is the tools': the principal's own REST
+	// requests never reach or list it.
+	return pool.Key(principal.Within("agents"), b.h.IdentifierFor("agents-conversation", string(principal), conversation)), nil
 }
 
 // Conversation is the code interpreter of one conversation.

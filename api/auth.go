@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
@@ -105,6 +106,11 @@ func buildAuthenticator(ctx context.Context, c AuthConfig, log zerolog.Logger, f
 		field := fmt.Sprintf("apiKeys[%d]", i)
 		if k.Name == "" {
 			return nil, fmt.Errorf("%s.name: required", field)
+		}
+		if strings.IndexFunc(k.Name, unicode.IsControl) >= 0 {
+			// Principals never hold control characters: surfaces
+			// namespace theirs with one (pool.Principal.Within).
+			return nil, fmt.Errorf("%s.name: must not contain control characters", field)
 		}
 		secret, err := secretFrom(field+".key", k.Key, k.KeyFile, k.KeyEnv)
 		if err != nil {
@@ -317,7 +323,25 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (pool.Principal,
 		return "", errForbidden
 	}
 	tid, _ := claims["tid"].(string)
-	return pool.Principal("jwt:" + v.cfg.Issuer + "|" + tid + "|" + sub), nil
+	return jwtPrincipal(v.cfg.Issuer, tid, sub), nil
+}
+
+// jwtPrincipal joins a token's issuer, tenant and subject so that no two
+// triples give the same principal: each part is escaped ("%", "|" and
+// control characters) before the parts are joined with "|".
+func jwtPrincipal(iss, tid, sub string) pool.Principal {
+	esc := func(s string) string {
+		var b strings.Builder
+		for _, r := range s {
+			if r == '%' || r == '|' || unicode.IsControl(r) {
+				fmt.Fprintf(&b, "%%%02X", r)
+				continue
+			}
+			b.WriteRune(r)
+		}
+		return b.String()
+	}
+	return pool.Principal("jwt:" + esc(iss) + "|" + esc(tid) + "|" + esc(sub))
 }
 
 func hasRole(claim any, want []string) bool {

@@ -43,13 +43,21 @@ func frontServer(t *testing.T, opt api.Options) (addr string) {
 	return addr
 }
 
-// frontSurface is frontServer, with the surface for the test to close.
-func frontSurface(t *testing.T, opt api.Options) (string, *api.Server) {
+// frontSurface is frontServer, with the surface for the test to close,
+// over pools of the names given (default "front").
+func frontSurface(t *testing.T, opt api.Options, names ...string) (string, *api.Server) {
 	t.Helper()
+	if len(names) == 0 {
+		names = []string{"front"}
+	}
 	zero := 0
-	cfg := pool.Config{Name: "front", Runtime: "runc", Image: "localhost/none:1"}
-	cfg.Scale.ReadySessionInstances = &zero
-	mgr, err := pool.NewManager(context.Background(), []pool.Config{cfg}, pool.ManagerOptions{
+	var cfgs []pool.Config
+	for _, n := range names {
+		cfg := pool.Config{Name: n, Runtime: "runc", Image: "localhost/none:1"}
+		cfg.Scale.ReadySessionInstances = &zero
+		cfgs = append(cfgs, cfg)
+	}
+	mgr, err := pool.NewManager(context.Background(), cfgs, pool.ManagerOptions{
 		Engines: map[string]pool.Engine{"runc": noEngine{}}, StateDir: t.TempDir(),
 		Settings: pool.Settings{ServerID: "front", Log: zerolog.Nop()},
 	})
@@ -457,4 +465,62 @@ func TestServerCloseEndsWebSockets(t *testing.T) {
 		c.Close()
 	}
 	settle(t, base, 2)
+}
+
+// TestF9MetricsAndPoolsNeedToken: with any authentication configured,
+// /metrics and /pools take a token, and /pools lists only the pools the
+// caller may use.
+func TestF9MetricsAndPoolsNeedToken(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "sandpool_up 1\n") })
+	for _, tc := range []struct {
+		name     string
+		opt      api.Options
+		token    string
+		status   int
+		visible  string // pools listed, comma-separated
+		metricOK bool
+	}{
+		{"server keys, no token", api.Options{Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}}}}, "", 401, "", false},
+		{"server keys, token", api.Options{Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}}}}, aliceKey, 200, "front,other", true},
+		// The server's routes are open but one pool wants a token.
+		{"pool keys, no token", api.Options{PoolAuth: map[string]api.AuthConfig{"other": {APIKeys: []api.APIKey{{Name: "bob", Key: bobKey}}}}}, "", 200, "front", false},
+		{"pool keys, its token", api.Options{PoolAuth: map[string]api.AuthConfig{"other": {APIKeys: []api.APIKey{{Name: "bob", Key: bobKey}}}}}, bobKey, 200, "front,other", true},
+		{"two principals apart", api.Options{Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}}},
+			PoolAuth: map[string]api.AuthConfig{"other": {APIKeys: []api.APIKey{{Name: "bob", Key: bobKey}}}}}, aliceKey, 200, "front", true},
+		{"anonymous", api.Options{}, "", 200, "front,other", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opt.Metrics = metrics
+			addr, _ := frontSurface(t, tc.opt, "front", "other")
+			get := func(path string) (int, string) {
+				req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+				if tc.token != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.token)
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				b, _ := io.ReadAll(res.Body)
+				return res.StatusCode, string(b)
+			}
+			status, body := get("/pools")
+			if status != tc.status {
+				t.Fatalf("/pools: %d %s", status, body)
+			}
+			var listed []string
+			for _, n := range []string{"front", "other"} {
+				if strings.Contains(body, `"name":"`+n+`"`) {
+					listed = append(listed, n)
+				}
+			}
+			if got := strings.Join(listed, ","); status == 200 && got != tc.visible {
+				t.Fatalf("/pools lists %q, want %q: %s", got, tc.visible, body)
+			}
+			if status, body := get("/metrics"); (status == 200) != tc.metricOK {
+				t.Fatalf("/metrics: %d %s", status, body)
+			}
+		})
+	}
 }

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -179,6 +181,47 @@ func (s *Server) Close(ctx context.Context) {
 	}
 }
 
+// authFor is the authenticator of a pool.
+func (s *Server) authFor(name string) *authenticator {
+	if a := s.poolAuth[name]; a != nil {
+		return a
+	}
+	return s.auth
+}
+
+// anyPrincipal authenticates r against the server's and every pool's
+// authentication, so a route beside the pools (metrics) is open to anyone
+// only when every pool is. The first error is returned when none accepts.
+func (s *Server) anyPrincipal(r *http.Request) (pool.Principal, error) {
+	var first error
+	for _, a := range append([]*authenticator{s.auth}, slices.Collect(maps.Values(s.poolAuth))...) {
+		p, err := a.authenticate(r)
+		if err == nil && (p != Anonymous || s.allAnonymous()) {
+			return p, nil
+		}
+		if first == nil && err != nil {
+			first = err
+		}
+	}
+	if first == nil {
+		first = errNoToken
+	}
+	return "", first
+}
+
+// allAnonymous reports whether no pool asks for a token.
+func (s *Server) allAnonymous() bool {
+	if !s.auth.none {
+		return false
+	}
+	for _, a := range s.poolAuth {
+		if !a.none {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) isClosing() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -325,7 +368,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.ready(rec, r)
 	case path == "/metrics" && s.metrics != nil:
 		ev.route = "metrics"
-		s.metrics.ServeHTTP(rec, r)
+		// Any caller some pool accepts; anyone only when no pool asks
+		// for a token.
+		if principal, err := s.anyPrincipal(r); err != nil {
+			writeError(rec, err)
+		} else {
+			ev.principal = principal
+			s.metrics.ServeHTTP(rec, r)
+		}
 	case path == "/pools":
 		ev.route = "pools"
 		s.listPools(rec, r, &ev)
@@ -352,8 +402,8 @@ func (s *Server) poolRoute(w http.ResponseWriter, r *http.Request, path string, 
 	name, _ = url.PathUnescape(name)
 	p := s.mgr.Pool(name)
 	a := s.auth
-	if pa := s.poolAuth[name]; pa != nil && p != nil {
-		a = pa
+	if p != nil {
+		a = s.authFor(name)
 	}
 	custom := s.forwarders[name] != nil
 	if rest == "ws" && !custom {

@@ -143,16 +143,24 @@ func (s *Server) listPools(w http.ResponseWriter, r *http.Request, ev *accessEve
 		methodNotAllowed(w, "GET")
 		return
 	}
-	principal, err := s.auth.authenticate(r)
-	if err != nil {
-		writeError(w, err)
-		return
+	// Only the pools the caller may use; a caller no pool accepts is
+	// refused as it would be by the first pool.
+	out := []map[string]any{}
+	var first error
+	for _, p := range s.mgr.Pools() {
+		principal, err := s.authFor(p.Name()).authenticate(r)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		ev.principal = principal
+		out = append(out, poolView(p))
 	}
-	ev.principal = principal
-	pools := s.mgr.Pools()
-	out := make([]map[string]any, len(pools))
-	for i, p := range pools {
-		out[i] = poolView(p)
+	if len(out) == 0 && first != nil {
+		writeError(w, first)
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"value": out})
 }

@@ -70,6 +70,13 @@ func (id Identifier) IsZero() bool { return id.s == "" }
 // anonymous caller of a server without authentication.
 type Principal string
 
+// Within is p on a surface that derives identifiers of its own (MCP,
+// langchaingo tools): the sessions keyed by it belong to that surface, so
+// the same caller on another surface (REST, keyed by p itself) can neither
+// reach nor list them, even knowing an identifier. Authenticated principals
+// hold no control characters, so none equals another's Within.
+func (p Principal) Within(surface string) Principal { return p + "\x00" + Principal(surface) }
+
 // SessionKey is what a session is keyed by: (principal, identifier).
 type SessionKey struct {
 	Principal  Principal

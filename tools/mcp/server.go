@@ -26,6 +26,7 @@ import (
 	stdlog "log"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -107,7 +108,7 @@ func New(opt Options) (*Server, error) {
 	s.mcp = server.NewMCPServer("sandpool", opt.Version,
 		server.WithToolCapabilities(false),
 		server.WithLogging(),
-		server.WithRecovery(),
+		server.WithToolHandlerMiddleware(s.recoverTool),
 		server.WithLogger(slogger),
 		server.WithInstructions("A sandboxed, stateful Python code interpreter. State (variables, imports, files in /mnt/data) "+
 			"is kept for this conversation only. Use execute_python to compute, analyse data and draw figures; "+
@@ -144,9 +145,29 @@ type bindingKey struct{}
 func (s *Server) httpContext(ctx context.Context, r *http.Request) context.Context {
 	b := binding{conversation: r.Header.Get(ConversationHeader)}
 	if s.opt.Principal != nil {
-		b.principal, _ = s.opt.Principal(r.Context())
+		if p, ok := s.opt.Principal(r.Context()); ok {
+			// Sessions of MCP conversations are MCP's: the caller's
+			// REST requests never reach or list them.
+			b.principal = p.Within("mcp")
+		}
 	}
 	return context.WithValue(ctx, bindingKey{}, b)
+}
+
+// recoverTool turns a panic in a tool handler into an internal error
+// result: the panic's value and stack stay in the server's log (mcp-go's
+// own recovery sends the value to the client).
+func (s *Server) recoverTool(next server.ToolHandlerFunc) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.opt.Log.Error().Str("tool", req.Params.Name).Str("panic", fmt.Sprint(v)).
+					Str("stack", string(debug.Stack())).Msg("tool handler panicked")
+				res, err = mcp.NewToolResultError("internal error (code "+string(errcode.Internal)+")"), nil
+			}
+		}()
+		return next(ctx, req)
+	}
 }
 
 // derive is the identifier of a conversation (kind: session, conversation
