@@ -2,7 +2,11 @@ package mcp_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/rs/zerolog"
 
+	"github.com/sandpool/sandpool/internal/podmantest"
 	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/tools"
 	mcpsrv "github.com/sandpool/sandpool/tools/mcp"
@@ -74,5 +79,53 @@ func TestF9MCPPanicStaysInTheServer(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "tool handler panicked") {
 		t.Fatalf("the panic was not logged: %s", log.String())
+	}
+}
+
+// TestF9MCPSessionsHiddenFromREST: the sandbox of an MCP conversation is
+// MCP's alone: the same caller's REST listing does not show it, and REST
+// with its identifier reaches another session.
+func TestF9MCPSessionsHiddenFromREST(t *testing.T) {
+	for _, rt := range podmantest.Runtimes() {
+		t.Run(rt.Name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, rt)
+			ctx := context.Background()
+			a, _ := e.connect(aliceKey, nil)
+			if r := call(t, a, ctx, "execute_python", map[string]any{"code": "planted = 'mcp-only'"}); r.IsError {
+				t.Fatalf("%s", text(r))
+			}
+			rest := strings.TrimSuffix(e.url, "/mcp") + "/pools/" + e.pool.Name()
+			do := func(method, path, body string) map[string]any {
+				req, _ := http.NewRequest(method, rest+path, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+aliceKey)
+				if body != "" {
+					req.Header.Set("Content-Type", "application/json")
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer res.Body.Close()
+				b, _ := io.ReadAll(res.Body)
+				var m map[string]any
+				if err := json.Unmarshal(b, &m); err != nil {
+					t.Fatalf("%d %s", res.StatusCode, b)
+				}
+				return m
+			}
+			if m := do("GET", "/listSessions?api-version=2025-10-02-preview", ""); m["count"] != float64(0) {
+				t.Fatalf("REST lists the MCP conversation's session: %v", m)
+			}
+			mine := e.pool.Sessions(pool.Principal("key:alice").Within("mcp"))
+			if len(mine) != 1 {
+				t.Fatalf("%d MCP sessions", len(mine))
+			}
+			id := mine[0].Identifier.String()
+			m := do("POST", "/executions?api-version=2025-10-02-preview&identifier="+url.QueryEscape(id), `{"code":"print(globals().get('planted'))"}`)
+			if out, _ := json.Marshal(m); strings.Contains(string(out), "mcp-only") {
+				t.Fatalf("REST reached the MCP conversation's sandbox: %s", out)
+			}
+		})
 	}
 }
