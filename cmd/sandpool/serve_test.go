@@ -79,10 +79,22 @@ pools:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var stderr bytes.Buffer
+	var stderr podmantest.Buffer
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", path}, strings.NewReader(""), io.Discard, &stderr)
 	}()
+	// /metrics takes the token, as every route does when auth is on.
+	metrics := func() string {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer serve-test-key-0123456789")
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return ""
+		}
+		defer r.Body.Close()
+		b, _ := io.ReadAll(r.Body)
+		return string(b)
+	}
 	want := `sandpool_sandboxes{pool="warm",state="Ready"} 2`
 	var body string
 	for deadline := time.Now().Add(3 * time.Minute); !strings.Contains(body, want); time.Sleep(200 * time.Millisecond) {
@@ -90,11 +102,7 @@ pools:
 			cancel()
 			t.Fatalf("metrics never showed %s:\n%s\nstderr:\n%s", want, body, stderr.String())
 		}
-		if r, err := http.Get("http://" + addr + "/metrics"); err == nil {
-			b, _ := io.ReadAll(r.Body)
-			r.Body.Close()
-			body = string(b)
-		}
+		body = metrics()
 	}
 	// The data plane answers with the key, and only with it.
 	exec := func(token string) (int, string) {
@@ -116,11 +124,7 @@ pools:
 	}
 	for !strings.Contains(body, want) || !strings.Contains(body, `sandpool_sandboxes{pool="warm",state="Allocated"} 1`) { // refilled
 		time.Sleep(200 * time.Millisecond)
-		if r, err := http.Get("http://" + addr + "/metrics"); err == nil {
-			b, _ := io.ReadAll(r.Body)
-			r.Body.Close()
-			body = string(b)
-		}
+		body = metrics()
 	}
 	cancel()
 	select {
