@@ -30,7 +30,11 @@ func mcpCmd() *cobra.Command {
 conversation per process, with its own sandbox, released when stdin ends.
 
 By default it runs the pools of the configuration file (or one default
-gVisor pool) in this process. With --server it forwards to a remote
+gVisor pool) in this process, with its own state directory (unless the
+file sets server.stateDir: the first free one of /var/lib/sandpool/mcp/0
+to 15, so that several desktop applications can each run one) and a
+server id derived from it, so it never adopts or reaps the sandboxes of
+sandpool serve or of another sandpool mcp. With --server it forwards to a remote
 sandpool server's /mcp endpoint instead, with the bearer token of --token
 or, better (command lines are visible to other users), of the environment
 variable named by --token-env (default SANDPOOL_TOKEN).
@@ -58,7 +62,7 @@ Only protocol messages go to stdout; logs go to stderr.`,
 				}
 				return mcpsrv.Bridge(ctx, endpoint, header, cmd.InOrStdin(), cmd.OutOrStdout(), logging.Component(log, "mcp"))
 			}
-			cfg, err := loadConfig(cfgPath)
+			cfg, err := loadMCPConfig(cfgPath)
 			if err != nil {
 				return err
 			}
