@@ -348,8 +348,15 @@ func TestF8MCPSessionIDExpires(t *testing.T) {
 	if st, _, body := e.request(t, ctx, "POST", "alice", sid, callBody(2, "1")); st != http.StatusOK {
 		t.Fatalf("fresh id: %d %s", st, body)
 	}
-	// A restarted server (same secret) that never saw the id end.
+	// A restarted server (same secret) that never saw the id end: it still
+	// knows the id's owner, and refuses it past its age.
 	e2 := newUnitEnv(t, b, opt)
+	if st, _, body := e2.request(t, ctx, "POST", "bob", sid, callBody(3, "1")); st != http.StatusForbidden {
+		t.Fatalf("another principal after a restart: %d %s", st, body)
+	}
+	if st, _, body := e2.request(t, ctx, "POST", "alice", sid, callBody(3, "1")); st != http.StatusOK {
+		t.Fatalf("the owner after a restart: %d %s", st, body)
+	}
 	mu.Lock()
 	now = now.Add(time.Hour + time.Minute)
 	mu.Unlock()
