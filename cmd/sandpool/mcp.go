@@ -22,6 +22,8 @@ func mcpCmd() *cobra.Command {
 		tokenEnv string
 		token    string
 		logLevel string
+		stateDir string
+		serverID string
 	)
 	cmd := &cobra.Command{
 		Use:   "mcp",
@@ -66,6 +68,14 @@ Only protocol messages go to stdout; logs go to stderr.`,
 			if err != nil {
 				return err
 			}
+			// The file may be serve's: these give this process its own (a
+			// state directory of its own needs a server id of its own).
+			if stateDir != "" {
+				cfg.Server.StateDir, cfg.Server.ServerID = stateDir, ""
+			}
+			if serverID != "" {
+				cfg.Server.ServerID = serverID
+			}
 			run, err := startPools(ctx, cfg, log)
 			if err != nil {
 				return err
@@ -97,5 +107,7 @@ Only protocol messages go to stdout; logs go to stderr.`,
 	cmd.Flags().StringVar(&token, "token", "", "bearer token for --server (prefer --token-env)")
 	cmd.Flags().StringVar(&tokenEnv, "token-env", "SANDPOOL_TOKEN", "environment variable holding the bearer token for --server")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level (logs go to stderr)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory, replacing the file's server.stateDir (default: the first free of /var/lib/sandpool/mcp/0..15)")
+	cmd.Flags().StringVar(&serverID, "server-id", "", "server id put on this process's sandboxes, replacing the file's server.serverId (default: derived from the state directory)")
 	return cmd
 }

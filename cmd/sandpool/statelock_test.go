@@ -27,9 +27,10 @@ func TestF11StateDirInUse(t *testing.T) {
 	if err := os.WriteFile(path, []byte("server:\n  stateDir: "+dir+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"serve", "mcp"} {
+	for _, args := range [][]string{{"serve", "--config", path}, {"mcp", "--config", path}, {"mcp", "--state-dir", dir}} {
 		var stderr bytes.Buffer
-		code := run(context.Background(), []string{cmd, "--config", path}, strings.NewReader(""), &bytes.Buffer{}, &stderr)
+		cmd := strings.Join(args, " ")
+		code := run(context.Background(), args, strings.NewReader(""), &bytes.Buffer{}, &stderr)
 		if want := "held by another sandpool (pid " + strconv.Itoa(os.Getpid()) + ")"; code != 1 || !strings.Contains(stderr.String(), want) {
 			t.Errorf("%s on a held state directory: exit %d, %q; want 1 and %q", cmd, code, stderr.String(), want)
 		}
