@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/internal/statedir"
 	"github.com/sandpool/sandpool/pool"
 )
 
@@ -157,7 +158,7 @@ func secretFrom(field, inline, file, env string) (string, error) {
 	}
 	switch {
 	case file != "":
-		b, err := os.ReadFile(file)
+		b, err := statedir.ReadSecret(file)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", field, err)
 		}

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -19,11 +20,14 @@ const adoptConcurrency = 8
 // Sessions whose sandbox vanished are reported lost once.
 func (p *Pool) adopt(ctx context.Context) error {
 	entries, err := p.store.load()
+	old := errors.Is(err, errOldState)
 	if err != nil {
 		// A damaged state file must not stop the server; the sandboxes it
 		// described are then treated as strays.
 		p.log.Error().Err(err).Msg("ignoring the pool state file")
-		entries = nil
+		if !old {
+			entries = nil
+		}
 	}
 	list, err := p.list(ctx)
 	if err != nil {
@@ -43,12 +47,31 @@ func (p *Pool) adopt(ctx context.Context) error {
 	for _, c := range list {
 		e, allocated := byID[c.ID]
 		found[c.ID] = allocated
+		// An allocated sandbox is adopted only for the session its entry
+		// names, verified: the key opens for this container and hash, and
+		// hashes to that hash. Otherwise (a tampered or older file) it is
+		// removed, never returned to the warm pool.
+		var k SessionKey
+		verified := false
+		if allocated && !old {
+			var err error
+			k, err = p.store.open(e)
+			verified = err == nil && p.hash.Hash(k) == e.Hash
+			if !verified {
+				p.log.Warn().Err(err).Msg("a session of the pool state does not match its sandbox; removing the sandbox")
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			sb := p.adoptOne(ctx, c, allocated)
+			var sb *sandbox.Sandbox
+			if allocated && !verified {
+				p.removeStray(ctx, c.ID)
+			} else {
+				sb = p.adoptOne(ctx, c, allocated)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if sb == nil {
@@ -61,10 +84,6 @@ func (p *Pool) adopt(ctx context.Context) error {
 			if !allocated {
 				p.ready = append(p.ready, sb)
 				return
-			}
-			k, err := p.store.open(e.Key)
-			if err != nil {
-				p.log.Warn().Err(err).Msg("an adopted session's key cannot be read; its identifier will not be listed")
 			}
 			p.sessions[e.Hash] = &Session{p: p, hash: e.Hash, key: k, created: e.Created, ready: closedChan(), sb: sb, state: StateAllocated, lastAccess: e.LastAccess}
 			p.active++
@@ -112,13 +131,18 @@ func (p *Pool) adoptOne(ctx context.Context, c sandbox.Summary, allocated bool) 
 		}
 	}
 	if sb == nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := p.eng.Remove(rctx, c.ID); err != nil {
-			p.log.Warn().Err(err).Msg("removing a stray sandbox")
-		}
+		p.removeStray(ctx, c.ID)
 	}
 	return sb
+}
+
+// removeStray removes a sandbox that is not adopted.
+func (p *Pool) removeStray(ctx context.Context, id string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := p.eng.Remove(rctx, id); err != nil {
+		p.log.Warn().Err(err).Msg("removing a stray sandbox")
+	}
 }
 
 func closedChan() chan struct{} {

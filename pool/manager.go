@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/internal/statedir"
 )
 
 // ManagerOptions configures a Manager.
@@ -175,9 +176,10 @@ func (m *Manager) Close(ctx context.Context) error {
 
 // LoadSecret reads the secret at path, creating it (32 random bytes, mode
 // 0600) when missing. The secret must survive restarts: session hashes,
-// and so adoption, depend on it.
+// and so adoption, depend on it. A file that group or others may read is
+// refused.
 func LoadSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := statedir.ReadSecret(path)
 	if err == nil {
 		if len(b) < MinSecretLen {
 			return nil, fmt.Errorf("session secret %s: too short", filepath.Base(path))

@@ -559,7 +559,7 @@ func (p *Pool) entriesLocked() []stateEntry {
 	var out []stateEntry
 	for _, s := range p.sessions {
 		if s.state == StateAllocated {
-			out = append(out, stateEntry{Container: s.sb.ID, Hash: s.hash, Key: p.store.seal(s.key), Created: s.created, LastAccess: s.lastAccess})
+			out = append(out, stateEntry{Container: s.sb.ID, Hash: s.hash, Key: p.store.seal(s.key, s.sb.ID, s.hash), Created: s.created, LastAccess: s.lastAccess})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Hash < out[j].Hash })

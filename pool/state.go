@@ -24,8 +24,14 @@ type store struct {
 	mu   sync.Mutex // serialises writes
 }
 
-// stateVersion is the format of the state file.
-const stateVersion = 1
+// stateVersion is the format of the state file. Version 2 binds each
+// sealed key to its container and hash; a version 1 file's sessions
+// cannot be verified and are not adopted.
+const stateVersion = 2
+
+// errOldState marks a state file of an older format: its sandboxes are
+// removed (never returned to the warm pool) and its sessions reported lost.
+var errOldState = errors.New("pool state of an older format")
 
 type stateFile struct {
 	Version  int          `json:"version"`
@@ -36,7 +42,7 @@ type stateFile struct {
 type stateEntry struct {
 	Container  string    `json:"container"`
 	Hash       string    `json:"hash"`
-	Key        []byte    `json:"key"` // sealed principal and identifier
+	Key        []byte    `json:"key"` // sealed principal and identifier, bound to Container and Hash
 	Created    time.Time `json:"created"`
 	LastAccess time.Time `json:"lastAccess"`
 }
@@ -69,6 +75,9 @@ func (s *store) load() ([]stateEntry, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("parse pool state: %w", err)
 	}
+	if f.Version > 0 && f.Version < stateVersion {
+		return f.Sessions, fmt.Errorf("pool state has version %d, want %d: %w", f.Version, stateVersion, errOldState)
+	}
 	if f.Version != stateVersion {
 		return nil, fmt.Errorf("pool state has version %d, want %d", f.Version, stateVersion)
 	}
@@ -95,19 +104,30 @@ func (s *store) save(entries []stateEntry) error {
 	return nil
 }
 
-func (s *store) seal(k SessionKey) []byte {
+// boundTo is the associated data of a sealed key: the container and hash
+// of its entry, so that an entry whose key was moved to another
+// container or hash does not open.
+func boundTo(container, hash string) []byte {
+	return fmt.Appendf(nil, "sandpool-state\x00%d\x00%s\x00%s", len(container), container, hash)
+}
+
+// seal encrypts k for the entry of container and hash.
+func (s *store) seal(k SessionKey, container, hash string) []byte {
 	nonce := make([]byte, s.aead.NonceSize())
 	_, _ = rand.Read(nonce)
 	plain, _ := json.Marshal([2]string{string(k.Principal), k.Identifier.s})
-	return s.aead.Seal(nonce, nonce, plain, nil)
+	return s.aead.Seal(nonce, nonce, plain, boundTo(container, hash))
 }
 
-func (s *store) open(b []byte) (SessionKey, error) {
+// open decrypts the key of entry e, which must have been sealed for e's
+// container and hash.
+func (s *store) open(e stateEntry) (SessionKey, error) {
+	b := e.Key
 	n := s.aead.NonceSize()
 	if len(b) < n {
 		return SessionKey{}, errors.New("sealed key too short")
 	}
-	plain, err := s.aead.Open(nil, b[:n], b[n:], nil)
+	plain, err := s.aead.Open(nil, b[:n], b[n:], boundTo(e.Container, e.Hash))
 	if err != nil {
 		return SessionKey{}, fmt.Errorf("unseal session key: %w", err)
 	}

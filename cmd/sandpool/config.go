@@ -45,9 +45,14 @@ type serverConfig struct {
 	AllowedHosts   []string `yaml:"allowedHosts"`
 	AllowedOrigins []string `yaml:"allowedOrigins"`
 	// StateDir holds the session secret, pool state and podman sockets;
-	// default /var/lib/sandpool.
+	// default /var/lib/sandpool (serve) or the first free one of
+	// /var/lib/sandpool/mcp/0..15 (an embedded `sandpool mcp`). One process
+	// at a time owns it.
 	StateDir string `yaml:"stateDir"`
 	// ServerID is put on every sandbox; a server adopts only its own.
+	// Default "sandpool" (serve), or for an embedded `sandpool mcp` one
+	// derived from its state directory, so that it never adopts or reaps
+	// a server's sandboxes, nor another `sandpool mcp`'s.
 	ServerID string `yaml:"serverId"`
 	// Agent is the sandpool-agent binary; default next to sandpool.
 	Agent string `yaml:"agent"`
@@ -63,6 +68,10 @@ type serverConfig struct {
 	// labels are put on every sandbox besides the pool's own (sandpool
 	// bench marks its run with them); not configurable from the file.
 	labels map[string]string
+	// embedded marks the configuration of an embedded `sandpool mcp`:
+	// StateDir "" means the first free default slot, ServerID "" one
+	// derived from the state directory (see lockState).
+	embedded bool
 }
 
 type mcpConfig struct {
@@ -86,8 +95,14 @@ type logConfig struct {
 
 // loadConfig reads path ("" means no file: all defaults), rejecting
 // unknown fields, and checks everything, naming each bad field.
-func loadConfig(path string) (*fileConfig, error) {
-	var c fileConfig
+func loadConfig(path string) (*fileConfig, error) { return loadConfigFor(path, false) }
+
+// loadMCPConfig is loadConfig for an embedded `sandpool mcp`, whose state
+// directory and server id default to its own (see lockState).
+func loadMCPConfig(path string) (*fileConfig, error) { return loadConfigFor(path, true) }
+
+func loadConfigFor(path string, embedded bool) (*fileConfig, error) {
+	c := fileConfig{Server: serverConfig{embedded: embedded}}
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -103,10 +118,10 @@ func loadConfig(path string) (*fileConfig, error) {
 	if s.Listen == "" {
 		s.Listen = "127.0.0.1:8080"
 	}
-	if s.StateDir == "" {
-		s.StateDir = "/var/lib/sandpool"
+	if s.StateDir == "" && !embedded {
+		s.StateDir = defaultStateDir
 	}
-	if s.ServerID == "" {
+	if s.ServerID == "" && !embedded {
 		s.ServerID = "sandpool"
 	}
 	if s.Log.Level == "" {

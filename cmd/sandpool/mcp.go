@@ -22,6 +22,8 @@ func mcpCmd() *cobra.Command {
 		tokenEnv string
 		token    string
 		logLevel string
+		stateDir string
+		serverID string
 	)
 	cmd := &cobra.Command{
 		Use:   "mcp",
@@ -30,7 +32,11 @@ func mcpCmd() *cobra.Command {
 conversation per process, with its own sandbox, released when stdin ends.
 
 By default it runs the pools of the configuration file (or one default
-gVisor pool) in this process. With --server it forwards to a remote
+gVisor pool) in this process, with its own state directory (unless the
+file sets server.stateDir: the first free one of /var/lib/sandpool/mcp/0
+to 15, so that several desktop applications can each run one) and a
+server id derived from it, so it never adopts or reaps the sandboxes of
+sandpool serve or of another sandpool mcp. With --server it forwards to a remote
 sandpool server's /mcp endpoint instead, with the bearer token of --token
 or, better (command lines are visible to other users), of the environment
 variable named by --token-env (default SANDPOOL_TOKEN).
@@ -58,9 +64,17 @@ Only protocol messages go to stdout; logs go to stderr.`,
 				}
 				return mcpsrv.Bridge(ctx, endpoint, header, cmd.InOrStdin(), cmd.OutOrStdout(), logging.Component(log, "mcp"))
 			}
-			cfg, err := loadConfig(cfgPath)
+			cfg, err := loadMCPConfig(cfgPath)
 			if err != nil {
 				return err
+			}
+			// The file may be serve's: these give this process its own (a
+			// state directory of its own needs a server id of its own).
+			if stateDir != "" {
+				cfg.Server.StateDir, cfg.Server.ServerID = stateDir, ""
+			}
+			if serverID != "" {
+				cfg.Server.ServerID = serverID
 			}
 			run, err := startPools(ctx, cfg, log)
 			if err != nil {
@@ -93,5 +107,7 @@ Only protocol messages go to stdout; logs go to stderr.`,
 	cmd.Flags().StringVar(&token, "token", "", "bearer token for --server (prefer --token-env)")
 	cmd.Flags().StringVar(&tokenEnv, "token-env", "SANDPOOL_TOKEN", "environment variable holding the bearer token for --server")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level (logs go to stderr)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory, replacing the file's server.stateDir (default: the first free of /var/lib/sandpool/mcp/0..15)")
+	cmd.Flags().StringVar(&serverID, "server-id", "", "server id put on this process's sandboxes, replacing the file's server.serverId (default: derived from the state directory)")
 	return cmd
 }

@@ -72,6 +72,12 @@ func startPools(ctx context.Context, cfg *fileConfig, log zerolog.Logger) (_ *ru
 			r.close()
 		}
 	}()
+	// First: the engines' sockets are in the state directory too.
+	lock, err := lockState(&cfg.Server)
+	if err != nil {
+		return nil, err
+	}
+	r.closers = append(r.closers, lock.Close)
 	engines := map[string]pool.Engine{}
 	for _, p := range cfg.poolConfigs() {
 		if engines[p.Runtime] != nil {

@@ -46,17 +46,26 @@ type env struct {
 func newEnv(t testing.TB, rt podmantest.Runtime) *env { return newEnvWith(t, rt, api.Limits{}) }
 
 func newEnvWith(t testing.TB, rt podmantest.Runtime, limits api.Limits) *env {
+	return newEnvOpts(t, rt, limits, nil)
+}
+
+// newEnvOpts is newEnvWith with the MCP server's options adjusted by set.
+func newEnvOpts(t testing.TB, rt podmantest.Runtime, limits api.Limits, set func(*mcpsrv.Options)) *env {
 	cfg := pool.Config{Name: "mcp-" + rt.Name,
 		Scale:     pool.ScaleConfig{MaxConcurrentSessions: 8, ReadySessionInstances: ptr(1)},
 		Execution: pool.ExecutionConfig{DefaultTimeoutInSeconds: 30, MaxTimeoutInSeconds: 60}}
 	m := podmantest.Manager(t, rt, cfg)
 	p := m.Pool(cfg.Name)
-	ms, err := mcpsrv.New(mcpsrv.Options{
+	opt := mcpsrv.Options{
 		Service:   tools.NewService(p, tools.PoolLimits(p.Config())),
 		Secret:    m.Hasher().Derive("mcp"),
 		Principal: api.PrincipalFrom,
 		Log:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	})
+	}
+	if set != nil {
+		set(&opt)
+	}
+	ms, err := mcpsrv.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +401,7 @@ func TestMCPBindingAndBadInput(t *testing.T) {
 	}
 	live, _ := e.connect(aliceKey, nil)
 	expect(t, "owner", call(t, live, ctx, "execute_python", map[string]any{"code": "secret = 1"}), false)
-	if st, body := post(bobKey, live.GetSessionId(), callBody); st != http.StatusOK || !strings.Contains(body, "another caller") || !strings.Contains(body, `"isError":true`) {
+	if st, body := post(bobKey, live.GetSessionId(), callBody); st != http.StatusForbidden || !strings.Contains(body, "another caller") {
 		t.Fatalf("stolen session id: %d %s", st, body)
 	}
 	if st, _ := post(aliceKey, live.GetSessionId(), `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"execute_python","arguments":{"code":"`+strings.Repeat("x", 33<<20)+`"}}}`); st != http.StatusRequestEntityTooLarge {
@@ -451,4 +460,26 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestF7MCPLongCallKeepsSessionPodman: with an idle timeout shorter than a
+// call, the call's sandbox survives it (state and files intact) under runc
+// and runsc, and the idle session is released afterwards.
+func TestF7MCPLongCallKeepsSessionPodman(t *testing.T) {
+	for _, rt := range podmantest.Runtimes() {
+		t.Run(rt.Name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvOpts(t, rt, api.Limits{}, func(o *mcpsrv.Options) { o.IdleTTL = time.Second })
+			ctx := context.Background()
+			c, _ := e.connect(aliceKey, nil)
+			expect(t, "long call", call(t, c, ctx, "execute_python", map[string]any{"code": "import time\nopen('kept.txt', 'w').write('yes')\ntime.sleep(4)\nkept = 'state'"}), false)
+			expect(t, "after the long call", call(t, c, ctx, "execute_python", map[string]any{"code": "print(open('kept.txt').read(), kept)"}), false, "yes state")
+			// Idle now: the session ends and its sandbox is released.
+			for deadline := time.Now().Add(time.Minute); e.pool.Status().Allocated != 0; time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("allocated sessions %d after the idle timeout, want 0", e.pool.Status().Allocated)
+				}
+			}
+		})
+	}
 }

@@ -16,10 +16,12 @@
 package mcp
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,9 +58,14 @@ type Options struct {
 	// its context (the server's auth middleware puts it there). Nil means
 	// every caller is anonymous.
 	Principal func(context.Context) (pool.Principal, bool)
-	// IdleTTL ends Streamable HTTP sessions idle this long, releasing
-	// their sandboxes; default 10 minutes.
+	// IdleTTL ends Streamable HTTP sessions idle this long (no request in
+	// flight, none for IdleTTL), releasing their sandboxes; default 10
+	// minutes. A tool call in flight keeps its session alive.
 	IdleTTL time.Duration
+	// MaxSessionAge is how long a Streamable HTTP session id is accepted
+	// after it was minted; default 24 hours. Ids carry their time of issue,
+	// so this holds across restarts.
+	MaxSessionAge time.Duration
 	// MaxRequestBytes bounds an HTTP request body; default 32 MiB.
 	MaxRequestBytes int64
 	// Version is reported to clients.
@@ -79,6 +86,10 @@ type Server struct {
 
 	releases sync.WaitGroup
 	stdio    sync.Once
+
+	stopSweep chan struct{}
+	swept     chan struct{}
+	closeOnce sync.Once
 }
 
 // New builds a Server.
@@ -93,6 +104,9 @@ func New(opt Options) (*Server, error) {
 	if opt.IdleTTL <= 0 {
 		opt.IdleTTL = 10 * time.Minute
 	}
+	if opt.MaxSessionAge <= 0 {
+		opt.MaxSessionAge = 24 * time.Hour
+	}
 	if opt.MaxRequestBytes <= 0 {
 		opt.MaxRequestBytes = 32 << 20
 	}
@@ -102,8 +116,8 @@ func New(opt Options) (*Server, error) {
 	if opt.Version == "" {
 		opt.Version = "dev"
 	}
-	s := &Server{opt: opt, svc: opt.Service, ids: ids}
-	s.sessions = newSessionIDs(opt.Secret, opt.Now, s.release)
+	s := &Server{opt: opt, svc: opt.Service, ids: ids, stopSweep: make(chan struct{}), swept: make(chan struct{})}
+	s.sessions = newSessionIDs(opt.Secret, opt.Now, opt.MaxSessionAge, opt.IdleTTL, s.release)
 	slogger := slog.New(zerolog.NewSlogHandler(opt.Log.Level(zerolog.WarnLevel)))
 	s.mcp = server.NewMCPServer("sandpool", opt.Version,
 		server.WithToolCapabilities(false),
@@ -121,15 +135,69 @@ func New(opt Options) (*Server, error) {
 			OpenWorldHint: ptr(false)}
 		s.mcp.AddTool(t, s.handler(d.Name))
 	}
+	// mcp-go's own idle sweeper (WithSessionIdleTTL) counts only the start
+	// of a request as activity, so it ended sessions in the middle of long
+	// tool calls: sandpool sweeps instead (sweep), counting requests in
+	// flight.
 	s.http = server.NewStreamableHTTPServer(s.mcp,
-		server.WithSessionIdManager(s.sessions),
-		server.WithSessionIdleTTL(opt.IdleTTL),
+		server.WithSessionIdManagerResolver(idResolver{s: s.sessions, principal: func(r *http.Request) pool.Principal {
+			p, _ := s.principal(r)
+			return p
+		}}),
 		server.WithHTTPContextFunc(s.httpContext),
 		server.WithStreamableHTTPProtocolVersions(mcp.LegacyProtocolVersions()...),
 		server.WithStreamableHTTPLogger(slogger),
 	)
+	go s.sweep()
 	return s, nil
 }
+
+// principal is the caller of r, and whether it is known (false: a
+// token-less request the server's auth let through, a DELETE).
+func (s *Server) principal(r *http.Request) (pool.Principal, bool) {
+	if s.opt.Principal == nil {
+		return "", true
+	}
+	return s.opt.Principal(r.Context())
+}
+
+// sweep ends idle Streamable HTTP sessions until Close.
+func (s *Server) sweep() {
+	defer close(s.swept)
+	every := min(max(s.opt.IdleTTL/4, 10*time.Millisecond), 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSweep:
+			return
+		case <-t.C:
+			for _, id := range s.sessions.idleIDs() {
+				s.sessions.end(id)
+				s.forget(id)
+			}
+		}
+	}
+}
+
+// forget drops mcp-go's transport state of an ended session, through its
+// DELETE handler (it has no other way in); the session's id manager has
+// already ended it.
+func (s *Server) forget(id string) {
+	r, err := http.NewRequestWithContext(context.Background(), http.MethodDelete, "/mcp", http.NoBody)
+	if err != nil {
+		return
+	}
+	r.Header.Set(server.HeaderKeySessionID, id)
+	s.http.ServeHTTP(discard{h: http.Header{}}, r)
+}
+
+// discard is a ResponseWriter that drops what is written.
+type discard struct{ h http.Header }
+
+func (d discard) Header() http.Header       { return d.h }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -203,13 +271,10 @@ func (s *Server) key(ctx context.Context) (pool.SessionKey, error) {
 		return pool.SessionKey{}, errNoBinding
 	}
 	k, err := s.sessions.bind(cs.SessionID(), b.principal, s.derive)
-	switch {
-	case errors.Is(err, errSessionOwner):
-		return k, errcode.New(errcode.Forbidden, "this MCP session was opened by another caller; open your own session")
-	case err != nil:
-		return k, errcode.New(errcode.NotFound, "the MCP session has ended; open a new one")
+	if err != nil {
+		_, err = sessionError(err)
 	}
-	return k, nil
+	return k, err
 }
 
 // release ends the sandbox session of an ended MCP session.
@@ -275,19 +340,73 @@ func toMCP(r tools.Result) *mcp.CallToolResult {
 
 // Handler serves Streamable HTTP. Put it behind the server's auth: the
 // Principal option reads the caller from the request's context.
+//
+// Every request that names a session (POST, the GET notification stream,
+// DELETE) must carry a genuine, unexpired id minted for its caller; only a
+// DELETE without a caller (the server's auth lets a token-less DELETE
+// through, as mcp-go's clients send no token with it) is taken on the id
+// alone. POST bodies are read here, bounded, before mcp-go sees them.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > s.opt.MaxRequestBytes {
-			http.Error(w, fmt.Sprintf("request body above %d bytes", s.opt.MaxRequestBytes), http.StatusRequestEntityTooLarge)
+		p, known := s.principal(r)
+		id := r.Header.Get(server.HeaderKeySessionID)
+		switch {
+		case id == "" && r.Method == http.MethodGet:
+			writeHTTPError(w, http.StatusBadRequest, errcode.New(errcode.InvalidArgument,
+				"the notification stream (GET) needs the Mcp-Session-Id header of an initialized session"))
 			return
-		}
-		if r.Method == http.MethodDelete && !s.sessions.wellFormed(r.Header.Get(server.HeaderKeySessionID)) {
-			http.Error(w, "no such MCP session", http.StatusNotFound)
+		case id == "" && r.Method == http.MethodDelete:
+			writeHTTPError(w, http.StatusNotFound, errcode.New(errcode.NotFound, "no such MCP session"))
 			return
+		case id != "":
+			if err := s.sessions.check(id, p, known || r.Method != http.MethodDelete); err != nil {
+				status, perr := sessionError(err)
+				writeHTTPError(w, status, perr)
+				return
+			}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.opt.MaxRequestBytes)
+		if r.Method == http.MethodPost {
+			body, err := s.readBody(w, r)
+			if err != nil {
+				writeHTTPError(w, http.StatusRequestEntityTooLarge, err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if id != "" {
+				defer s.sessions.begin(id)()
+			}
+		}
 		s.http.ServeHTTP(w, r)
 	})
+}
+
+// readBody reads a POST body of at most MaxRequestBytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	tooLarge := errcode.Newf(errcode.TooLarge, "the request body is larger than the %d-byte limit", s.opt.MaxRequestBytes)
+	if r.ContentLength > s.opt.MaxRequestBytes {
+		// Not read at all: the connection is not worth keeping.
+		w.Header().Set("Connection", "close")
+		return nil, tooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxRequestBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge
+	case err != nil:
+		return nil, errcode.Wrap(errcode.InvalidArgument, "the request body could not be read", err)
+	}
+	return b, nil
+}
+
+// writeHTTPError answers with err's code and public message, in the API's
+// error shape.
+func writeHTTPError(w http.ResponseWriter, status int, err error) {
+	b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": string(errcode.Of(err)), "message": errcode.Public(err)}})
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("x-ms-error-code", string(errcode.Of(err)))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // ServeStdio serves one conversation over in and out (newline-delimited
@@ -327,6 +446,8 @@ func (w zerologWriter) Write(p []byte) (int, error) {
 // so that a restarted server (with the same secret) serves them again.
 func (s *Server) Close(ctx context.Context) error {
 	s.sessions.close()
+	s.closeOnce.Do(func() { close(s.stopSweep) })
+	<-s.swept
 	err := s.http.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { s.releases.Wait(); close(done) }()

@@ -6,141 +6,311 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/sandpool/sandpool/internal/errcode"
 	"github.com/sandpool/sandpool/pool"
 )
 
-// sessionIDs mints and checks Streamable HTTP session ids (Mcp-Session-Id).
-// An id is a random nonce and a MAC over it with the server's secret, so
-// it cannot be invented, and it still validates after a restart (the
-// conversation then finds its sandbox intact). Terminated ids are refused
-// for terminatedTTL. Each id is bound to the first principal that uses it;
-// another principal presenting it is refused.
+// sessionIDs mints and checks Streamable HTTP session ids (Mcp-Session-Id)
+// and ends idle sessions.
+//
+// An id is "sp2.<nonce>.<issued>.<owner>.<mac>": a random nonce, the time
+// of issue (unix seconds, hex), a keyed hash of the principal it was
+// minted for, and a MAC over the three with the server's secret. So an id
+// cannot be invented, it names its owner without any state (and still does
+// after a restart, when the conversation finds its sandbox intact), and it
+// expires maxAge after issue. Ended ids are refused for the rest of their
+// life in this process; a restarted server forgets them, but only their
+// owner could use one, and not past its age.
+//
+// A session is idle when no request of it is in flight and none ended for
+// idle; the sweeper ends it then (its sandbox is released). A tool call in
+// flight keeps its session alive however long it runs.
 type sessionIDs struct {
 	secret []byte
 	now    func() time.Time
+	maxAge time.Duration
+	idle   time.Duration
 	// onEnd is called, without the lock, when a used session ends.
 	onEnd func(pool.SessionKey)
 
-	mu         sync.Mutex
-	bound      map[string]pool.Principal
-	keys       map[string]pool.SessionKey
-	terminated map[string]time.Time
-	closing    bool
+	mu      sync.Mutex
+	live    map[string]*liveSession
+	ended   map[string]time.Time // id -> when it would have expired
+	closing bool
+}
+
+// liveSession is what this process knows of a session it has seen.
+type liveSession struct {
+	key      pool.SessionKey
+	keyed    bool // key is set (a tool call bound it)
+	inflight int
+	last     time.Time // end of the last request, or start of one in flight
 }
 
 const (
-	idPrefix = "sp1."
-	// terminatedTTL is how long a terminated id stays refused (in this
-	// process; a restart forgets, and the id then starts a fresh sandbox).
-	terminatedTTL = 24 * time.Hour
-	// maxTerminated bounds the terminated ids remembered.
-	maxTerminated = 100_000
+	idPrefix = "sp2."
+	// maxEnded bounds the ended ids remembered.
+	maxEnded = 100_000
 )
 
 var (
-	errBadSessionID = errors.New("invalid session id")
-	errSessionOwner = errors.New("the MCP session belongs to another principal")
+	errBadSessionID   = errors.New("invalid session id")
+	errSessionOwner   = errors.New("the MCP session belongs to another principal")
+	errSessionExpired = errors.New("the MCP session id has expired")
+	errSessionEnded   = errors.New("the MCP session has ended")
 )
 
-func newSessionIDs(secret []byte, now func() time.Time, onEnd func(pool.SessionKey)) *sessionIDs {
-	return &sessionIDs{secret: secret, now: now, onEnd: onEnd,
-		bound: map[string]pool.Principal{}, keys: map[string]pool.SessionKey{}, terminated: map[string]time.Time{}}
+func newSessionIDs(secret []byte, now func() time.Time, maxAge, idle time.Duration, onEnd func(pool.SessionKey)) *sessionIDs {
+	return &sessionIDs{secret: secret, now: now, maxAge: maxAge, idle: idle, onEnd: onEnd,
+		live: map[string]*liveSession{}, ended: map[string]time.Time{}}
 }
 
-func (s *sessionIDs) mac(nonce string) string {
+func (s *sessionIDs) sum(parts ...string) string {
 	m := hmac.New(sha256.New, s.secret)
-	m.Write([]byte("mcp-session\x00" + nonce))
+	for _, p := range parts {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
-// Generate implements server.SessionIdManager.
-func (s *sessionIDs) Generate() string {
+// owner is the keyed hash of principal that its ids carry.
+func (s *sessionIDs) owner(p pool.Principal) string { return s.sum("mcp-owner", string(p)) }
+
+// mint returns a new id for principal p, and counts the session as active
+// from now (an initialize that is never followed up ends when idle).
+func (s *sessionIDs) mint(p pool.Principal) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	nonce := hex.EncodeToString(b[:])
-	return idPrefix + nonce + "." + s.mac(nonce)
+	now := s.now()
+	issued := strconv.FormatInt(now.Unix(), 16)
+	owner := s.owner(p)
+	id := idPrefix + nonce + "." + issued + "." + owner + "." + s.sum("mcp-session", nonce, issued, owner)
+	s.mu.Lock()
+	s.live[id] = &liveSession{last: now}
+	s.mu.Unlock()
+	return id
 }
 
-func (s *sessionIDs) wellFormed(id string) bool {
-	nonce, mac, ok := strings.Cut(strings.TrimPrefix(id, idPrefix), ".")
-	return ok && strings.HasPrefix(id, idPrefix) && len(nonce) == 32 && hmac.Equal([]byte(mac), []byte(s.mac(nonce)))
+// parsed is a session id whose MAC checked.
+type parsed struct {
+	issued time.Time
+	owner  string
 }
 
-// Validate implements server.SessionIdManager.
-func (s *sessionIDs) Validate(id string) (isTerminated bool, err error) {
-	if !s.wellFormed(id) {
-		return false, errBadSessionID
+func (s *sessionIDs) parse(id string) (parsed, bool) {
+	rest, ok := strings.CutPrefix(id, idPrefix)
+	f := strings.Split(rest, ".")
+	if !ok || len(f) != 4 || len(f[0]) != 32 || len(f[1]) == 0 || len(f[1]) > 12 || len(f[2]) != 32 {
+		return parsed{}, false
+	}
+	if !hmac.Equal([]byte(f[3]), []byte(s.sum("mcp-session", f[0], f[1], f[2]))) {
+		return parsed{}, false
+	}
+	sec, err := strconv.ParseInt(f[1], 16, 64)
+	if err != nil {
+		return parsed{}, false
+	}
+	return parsed{issued: time.Unix(sec, 0), owner: f[2]}, true
+}
+
+// check says whether a request with session id may proceed: the id is
+// genuine, not expired, not ended, and (when owned) minted for p.
+// owned is false only for a token-less DELETE, where holding the id is the
+// capability.
+func (s *sessionIDs) check(id string, p pool.Principal, owned bool) error {
+	v, ok := s.parse(id)
+	if !ok {
+		return errBadSessionID
+	}
+	if owned && !hmac.Equal([]byte(v.owner), []byte(s.owner(p))) {
+		return errSessionOwner
+	}
+	if !s.now().Before(v.issued.Add(s.maxAge)) {
+		return errSessionExpired
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, gone := s.terminated[id]
-	return gone, nil
+	if _, gone := s.ended[id]; gone {
+		return errSessionEnded
+	}
+	return nil
 }
 
-// Terminate implements server.SessionIdManager: the session's sandbox is
-// released, unless the server is shutting down (sessions then stay for
-// the next start).
-func (s *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
-	if !s.wellFormed(id) {
-		return false, nil
-	}
+// begin counts a request of session id in flight until the returned
+// function is called.
+func (s *sessionIDs) begin(id string) (end func()) {
 	s.mu.Lock()
-	k, used := s.keys[id]
-	delete(s.keys, id)
-	delete(s.bound, id)
-	closing := s.closing
-	if !closing {
-		s.rememberLocked(id)
+	defer s.mu.Unlock()
+	ls := s.live[id]
+	if ls == nil {
+		ls = &liveSession{}
+		s.live[id] = ls
 	}
-	s.mu.Unlock()
-	if used && !closing {
-		s.onEnd(k)
-	}
-	return false, nil
-}
-
-func (s *sessionIDs) rememberLocked(id string) {
-	now := s.now()
-	if len(s.terminated) >= maxTerminated {
-		for t, at := range s.terminated {
-			if now.Sub(at) > terminatedTTL || len(s.terminated) >= maxTerminated {
-				delete(s.terminated, t)
-			}
-		}
-	}
-	s.terminated[id] = now
+	ls.inflight++
+	ls.last = s.now()
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ls.inflight--
+		ls.last = s.now()
+	})
 }
 
 // bind returns the session key of id for principal: the identifier is
-// derived from the id, and the id is bound to the first principal.
+// derived from the id, which must have been minted for p.
 func (s *sessionIDs) bind(id string, p pool.Principal, derive func(kind, value string) pool.Identifier) (pool.SessionKey, error) {
-	if !s.wellFormed(id) {
-		return pool.SessionKey{}, errBadSessionID
+	if err := s.check(id, p, true); err != nil {
+		return pool.SessionKey{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, gone := s.terminated[id]; gone {
-		return pool.SessionKey{}, errBadSessionID
+	ls := s.live[id]
+	if ls == nil {
+		ls = &liveSession{last: s.now()}
+		s.live[id] = ls
 	}
-	if owner, ok := s.bound[id]; ok && owner != p {
-		return pool.SessionKey{}, errSessionOwner
+	if !ls.keyed {
+		ls.key, ls.keyed = pool.Key(p, derive("session", id)), true
 	}
-	k, ok := s.keys[id]
-	if !ok {
-		k = pool.Key(p, derive("session", id))
-		s.bound[id], s.keys[id] = p, k
-	}
-	return k, nil
+	return ls.key, nil
 }
 
-// close marks the server as shutting down: terminations from now on keep
+// end ends session id (a DELETE, or the sweeper): its sandbox is released,
+// unless the server is shutting down (sessions then stay for the next
+// start). It reports whether the session was live.
+func (s *sessionIDs) end(id string) bool {
+	v, ok := s.parse(id)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	ls, wasLive := s.live[id]
+	delete(s.live, id)
+	closing := s.closing
+	if !closing {
+		s.rememberLocked(id, v.issued.Add(s.maxAge))
+	}
+	s.mu.Unlock()
+	if wasLive && ls.keyed && !closing {
+		s.onEnd(ls.key)
+	}
+	return wasLive
+}
+
+func (s *sessionIDs) rememberLocked(id string, expires time.Time) {
+	if len(s.ended) >= maxEnded {
+		s.pruneLocked(s.now())
+		for t := range s.ended {
+			if len(s.ended) < maxEnded {
+				break
+			}
+			delete(s.ended, t)
+		}
+	}
+	s.ended[id] = expires
+}
+
+// pruneLocked forgets ended ids that have expired anyway.
+func (s *sessionIDs) pruneLocked(now time.Time) {
+	for id, exp := range s.ended {
+		if !now.Before(exp) {
+			delete(s.ended, id)
+		}
+	}
+}
+
+// idleIDs returns the sessions idle for the idle timeout: none of their
+// requests in flight and the last one ended that long ago.
+func (s *sessionIDs) idleIDs() []string {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked(now)
+	var out []string
+	for id, ls := range s.live {
+		if ls.inflight == 0 && now.Sub(ls.last) >= s.idle {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// close marks the server as shutting down: sessions ended from now on keep
 // their sandboxes.
 func (s *sessionIDs) close() {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+}
+
+// sessionError is the HTTP answer to a request whose session id check
+// refused.
+func sessionError(err error) (int, error) {
+	switch {
+	case errors.Is(err, errSessionOwner):
+		return http.StatusForbidden, errcode.New(errcode.Forbidden, "this MCP session was opened by another caller; open your own session")
+	case errors.Is(err, errSessionExpired):
+		return http.StatusNotFound, errcode.New(errcode.NotFound, "the MCP session id has expired; open a new session")
+	case errors.Is(err, errSessionEnded):
+		return http.StatusNotFound, errcode.New(errcode.NotFound, "the MCP session has ended; open a new session")
+	}
+	return http.StatusNotFound, errcode.New(errcode.NotFound, "no such MCP session; open a new session")
+}
+
+// idManager is the server.SessionIdManager mcp-go uses for one request,
+// minting ids for the request's principal.
+type idManager struct {
+	s *sessionIDs
+	p pool.Principal
+}
+
+var _ server.SessionIdManager = idManager{}
+
+// Generate implements server.SessionIdManager.
+func (m idManager) Generate() string { return m.s.mint(m.p) }
+
+// Validate implements server.SessionIdManager. The Handler has already
+// checked the id's owner; this keeps mcp-go from serving an id that is
+// not genuine, expired or ended.
+func (m idManager) Validate(id string) (isTerminated bool, err error) {
+	switch err := m.s.check(id, "", false); {
+	case errors.Is(err, errSessionEnded), errors.Is(err, errSessionExpired):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return false, nil
+}
+
+// Terminate implements server.SessionIdManager (DELETE, and mcp-go's
+// shutdown).
+func (m idManager) Terminate(id string) (isNotAllowed bool, err error) {
+	m.s.end(id)
+	return false, nil
+}
+
+// idResolver gives mcp-go an idManager per request.
+type idResolver struct {
+	s         *sessionIDs
+	principal func(*http.Request) pool.Principal
+}
+
+// ResolveSessionIdManager implements server.SessionIdManagerResolver; r is
+// nil outside requests (mcp-go's shutdown), where no id is minted.
+func (r idResolver) ResolveSessionIdManager(req *http.Request) server.SessionIdManager {
+	m := idManager{s: r.s}
+	if req != nil {
+		m.p = r.principal(req)
+	}
+	return m
 }
