@@ -152,13 +152,19 @@ func New(opt Options) (*Server, error) {
 	return s, nil
 }
 
-// principal is the caller of r, and whether it is known (false: a
-// token-less request the server's auth let through, a DELETE).
+// principal is the caller of r within MCP, and whether it is known
+// (false: a token-less request the server's auth let through, a DELETE).
+// Sessions of MCP conversations are MCP's: the caller's REST requests,
+// keyed by the caller itself, never reach or list them.
 func (s *Server) principal(r *http.Request) (pool.Principal, bool) {
 	if s.opt.Principal == nil {
 		return "", true
 	}
-	return s.opt.Principal(r.Context())
+	p, ok := s.opt.Principal(r.Context())
+	if !ok {
+		return "", false
+	}
+	return p.Within("mcp"), true
 }
 
 // sweep ends idle Streamable HTTP sessions until Close.
@@ -212,12 +218,8 @@ type bindingKey struct{}
 
 func (s *Server) httpContext(ctx context.Context, r *http.Request) context.Context {
 	b := binding{conversation: r.Header.Get(ConversationHeader)}
-	if s.opt.Principal != nil {
-		if p, ok := s.opt.Principal(r.Context()); ok {
-			// Sessions of MCP conversations are MCP's: the caller's
-			// REST requests never reach or list them.
-			b.principal = p.Within("mcp")
-		}
+	if p, ok := s.principal(r); ok {
+		b.principal = p
 	}
 	return context.WithValue(ctx, bindingKey{}, b)
 }
