@@ -54,8 +54,7 @@ type kernel struct {
 	log    zerolog.Logger
 	reaper *reaper
 
-	sem    chan struct{} // held for the whole of one execution
-	strays *strays
+	sem chan struct{} // held for the whole of one execution
 
 	mu      sync.Mutex
 	proc    *proc      // current process; nil before the first start
@@ -94,7 +93,7 @@ type kernelReady struct {
 }
 
 func newKernel(cfg kernelConfig, r *reaper, log zerolog.Logger) *kernel {
-	return &kernel{cfg: cfg, reaper: r, log: log, sem: make(chan struct{}, 1), strays: newStrays(cfg.init, cfg.gvisor)}
+	return &kernel{cfg: cfg, reaper: r, log: log, sem: make(chan struct{}, 1)}
 }
 
 // start launches a kernel process. Callers hold k.mu.
@@ -381,11 +380,13 @@ func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitt
 	done.StdoutBytes, done.StderrBytes = ex.outN, ex.errN
 	done.StdoutTruncated, done.StderrTruncated = ex.outTrunc, ex.errTrunc
 	done.DisplaysDropped = ex.dropped
+	// Processes the code started in the background, detached or not, live
+	// on (a server started by one execution is used by the next): they end
+	// with the sandbox, or with a kernel restart, which kills every process
+	// of the sandbox's user.
 	if restarted {
 		done.KernelRestarted = true
 		k.warm()
-	} else {
-		done.Killed = k.strays.sweep(p.pid)
 	}
 	return done, nil
 }
