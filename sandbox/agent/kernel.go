@@ -39,6 +39,7 @@ type kernelConfig struct {
 	env            []string
 	asLimit        int64
 	nprocLimit     uint64 // the kernel's RLIMIT_NPROC; 0: inherited
+	forkBudget     int    // processes os.fork may bring the sandbox to; 0: no budget
 	preload        []string
 	noIPython      bool
 	startTimeout   time.Duration
@@ -133,6 +134,7 @@ func (k *kernel) startLocked() (*proc, error) {
 	argv := []string{python, "-I", "-u", "-c", kernelBootstrap,
 		"--as-limit", strconv.FormatInt(k.cfg.asLimit, 10),
 		"--nproc-limit", strconv.FormatUint(k.cfg.nprocLimit, 10),
+		"--fork-budget", strconv.Itoa(k.cfg.forkBudget),
 		"--preload", strings.Join(k.cfg.preload, ",")}
 	if k.cfg.noIPython {
 		argv = append(argv, "--no-ipython", "1")

@@ -317,6 +317,41 @@ class IPythonRunner:
         return self.error
 
 
+# --- fork budget (gVisor) -------------------------------------------------------
+
+def _guard_fork(budget):
+    """Makes os.fork (and so multiprocessing and pty) fail with EAGAIN once
+    the sandbox holds budget processes. Under gVisor a forked copy of this
+    kernel costs about 30 MiB (copy-on-write in 2 MiB units), and a sandbox
+    out of memory dies whole: a fork bomb must stop at EAGAIN first, as it
+    does at RLIMIT_NPROC under runc. A lock serialises count and fork, so
+    concurrent forkers cannot overshoot. Forks that bypass os (ctypes) are
+    not counted."""
+    import errno
+    import fcntl
+
+    real_fork = os.fork
+    lock_path = "/dev/shm/.sandpool-fork"
+
+    def fork():
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            fd = -1
+        try:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            n = sum(1 for e in os.listdir("/proc") if e.isdigit())
+            if n >= budget:
+                raise OSError(errno.EAGAIN, "Resource temporarily unavailable (the sandbox's process budget)")
+            return real_fork()
+        finally:
+            if fd >= 0:
+                os.close(fd)  # in the child too: the lock is the parent's
+
+    os.fork = fork
+
+
 # --- main loop -----------------------------------------------------------------
 
 def _arg(name, default=""):
@@ -341,6 +376,9 @@ def main():
         # Below the sandbox's own limit: a fork bomb or zombies must leave
         # the agent room for the threads it needs.
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    budget = int(_arg("--fork-budget", "0") or 0)
+    if budget > 0:
+        _guard_fork(budget)
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")  # under memory pressure the kernel dies, not the agent
