@@ -76,6 +76,7 @@ func daemon(args []string, stderr io.Writer) error {
 	}
 	init := os.Getpid() == 1
 	if init {
+		agent.HideEnviron()
 		// As PID 1 a signal only arrives if we handle it, and the
 		// sandbox's code runs as our uid: drop what it could send us.
 		agent.DropForeignSignals()

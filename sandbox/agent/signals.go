@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"unsafe"
 )
 
 // foreignSignals are the signals code in the sandbox could send the agent
@@ -36,4 +37,37 @@ var foreignSignals = []os.Signal{
 // subprocess's terminate() would do nothing).
 func DropForeignSignals() {
 	signal.Notify(make(chan os.Signal, 1), foreignSignals...)
+}
+
+// HideEnviron zeroes the environment block the process started with, where
+// /proc/PID/environ reads it from. The agent is not dumpable, which makes
+// that file unreadable to the sandbox's code (its uid) under Linux, but
+// gVisor does not honour dumpability for /proc ownership: there the code
+// would read the agent's environment. The Go runtime keeps copies of the
+// environment, so the block is unused; it follows the argument strings,
+// which the runtime does not copy, and is zeroed only if it holds exactly
+// the environment. It reports whether it zeroed it.
+func HideEnviron() bool {
+	env := os.Environ()
+	if len(os.Args) == 0 || len(env) == 0 {
+		return false
+	}
+	last := os.Args[len(os.Args)-1]
+	if len(last) == 0 {
+		return false
+	}
+	size := 0
+	for _, kv := range env {
+		size += len(kv) + 1
+	}
+	block := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(unsafe.StringData(last)), len(last)+1)), size)
+	off := 0
+	for _, kv := range env {
+		if string(block[off:off+len(kv)]) != kv || block[off+len(kv)] != 0 {
+			return false
+		}
+		off += len(kv) + 1
+	}
+	clear(block)
+	return true
 }

@@ -38,6 +38,10 @@ func runSignalChild(mode string) {
 		// A child gets default dispositions: SIGTERM ends it.
 		out, _ := exec.Command("sh", "-c", "kill -TERM $$; echo survived").CombinedOutput()
 		fmt.Printf("alive; child said %q\n", out)
+	case "environ":
+		hidden := agent.HideEnviron()
+		b, _ := os.ReadFile("/proc/self/environ")
+		fmt.Printf("hidden %v, environ empty %v, PATH kept %v\n", hidden, strings.Trim(string(b), "\x00") == "", os.Getenv("PATH") != "")
 	case "fault":
 		var p *int
 		fmt.Println(*p) // a real SIGSEGV must still crash the process
@@ -47,8 +51,10 @@ func runSignalChild(mode string) {
 
 // TestF10AgentDropsForeignSignals: the fault signals (and the rest) sent by
 // another process of the agent's uid no longer end the agent, a real fault
-// still crashes it, and its children do not inherit ignored signals. The
-// sandbox version is TestF10SignalsToPID1 in sandbox/podman.
+// still crashes it, and its children do not inherit ignored signals. Also
+// (finding 12) HideEnviron empties /proc/self/environ and keeps the
+// environment. The sandbox versions are TestF10SignalsToPID1 and
+// TestF12AgentEnviron in sandbox/podman.
 func TestF10AgentDropsForeignSignals(t *testing.T) {
 	if mode := os.Getenv(signalChild); mode != "" {
 		runSignalChild(mode)
@@ -62,6 +68,7 @@ func TestF10AgentDropsForeignSignals(t *testing.T) {
 		{mode: "undefended", wantOK: false, wantStack: "SIGABRT"},
 		{mode: "defended", wantOK: true, wantOut: "alive; child said \"\"\n"},
 		{mode: "fault", wantOK: false, wantStack: "invalid memory address"},
+		{mode: "environ", wantOK: true, wantOut: "hidden true, environ empty true, PATH kept true\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.mode, func(t *testing.T) {
