@@ -143,9 +143,10 @@ func (k *kernel) startLocked() (*proc, error) {
 		Dir:   k.cfg.dir,
 		Env:   k.cfg.env,
 		Files: []uintptr{uintptr(devnull), uintptr(outP[1]), uintptr(errP[1]), uintptr(cmdP[0]), uintptr(evtP[1]), uintptr(srcP[0])},
-		// Its own process group, so the kernel and its children can be
-		// signalled together.
-		Sys: &syscall.SysProcAttr{Setpgid: true},
+		// Its own session (and so process group): the kernel and its
+		// children can be signalled together, and cannot join the agent's
+		// process group to signal it with kill(0, ...).
+		Sys: &syscall.SysProcAttr{Setsid: true},
 	}
 	pid, wait, err := k.reaper.start(argv, attr)
 	closeAll(devnull, outP[1], errP[1], cmdP[0], evtP[1], srcP[0])
