@@ -65,6 +65,7 @@ type Conn struct {
 	mu     sync.Mutex // held while dialing
 	sess   *yamux.Session
 	closed bool
+	wg     sync.WaitGroup // refuseStreams of each session
 }
 
 // NewConn returns a Conn that reaches the agent through d.
@@ -73,12 +74,14 @@ func NewConn(d Dialer) *Conn { return &Conn{dialer: d} }
 // Close closes the connection; the sandbox itself keeps running.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
+	var err error
 	if c.sess != nil {
-		return c.sess.Close()
+		err = c.sess.Close()
 	}
-	return nil
+	c.mu.Unlock()
+	c.wg.Wait()
+	return err
 }
 
 // Reset drops the current connection; the next operation dials again.
@@ -112,7 +115,25 @@ func (c *Conn) session(ctx context.Context) (*yamux.Session, error) {
 		return nil, errcode.Wrap(errcode.SandboxUnreachable, "cannot reach the sandbox", err)
 	}
 	c.sess = sess
+	c.wg.Add(1)
+	go c.refuseStreams(sess)
 	return sess, nil
+}
+
+// refuseStreams drops the connection when the agent opens a stream. The
+// server opens every stream; the agent never does, so one that does is
+// compromised, and each stream it opened but nobody accepted would hold
+// its receive window (256 KiB) for the connection's life. The client's
+// small accept backlog (agentproto.Client) bounds what arrives before the
+// connection is gone. The next operation dials again.
+func (c *Conn) refuseStreams(sess *yamux.Session) {
+	defer c.wg.Done()
+	st, err := sess.AcceptStream()
+	if err != nil {
+		return // the session ended
+	}
+	st.Close()
+	sess.Close()
 }
 
 // classify turns a connection failure into a coded error: the sandbox is

@@ -85,7 +85,9 @@ type Result struct {
 	KernelRestarted bool
 	// Reason explains a timeout, interruption or crash.
 	Reason string
-	// Killed counts background processes killed after the execution.
+	// Killed counts background processes killed after the execution by an
+	// agent that still did (current agents let them live until the sandbox
+	// ends or its kernel restarts).
 	Killed int
 }
 

@@ -11,9 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -78,11 +76,10 @@ func daemon(args []string, stderr io.Writer) error {
 	}
 	init := os.Getpid() == 1
 	if init {
+		agent.HideEnviron()
 		// As PID 1 a signal only arrives if we handle it, and the
-		// sandbox's code runs as our uid: ignore what it could send us.
-		signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-			syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM, syscall.SIGTSTP,
-			syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGPIPE)
+		// sandbox's code runs as our uid: drop what it could send us.
+		agent.DropForeignSignals()
 	}
 	var mods []string
 	if *preload != "" {

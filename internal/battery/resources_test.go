@@ -24,12 +24,6 @@ type abuse struct {
 	after, afterOut string
 }
 
-// gvisorMayLose names the abuses after which, under gVisor, the whole
-// sandbox may die instead (its host-side tasks and memory count against
-// the sandbox's cgroup): the answer must then be session_lost and the
-// identifier's next request must get a fresh session.
-var gvisorMayLose = map[string]bool{"fork bomb": true}
-
 var abuses = []abuse{
 	{"R1", "fork bomb", `import os, time
 n = 0
@@ -41,6 +35,9 @@ try:
         n += 1
 except OSError as e:
     print('stopped', n, e.errno)`, 60,
+		// On every runtime the fork bomb meets EAGAIN and the session
+		// lives on (under gVisor at the kernel's process budget, before
+		// the sandbox's memory runs out).
 		func(rt, st, out, _ string) bool {
 			var n, e int
 			fmt.Sscanf(out, "stopped %d %d", &n, &e)
@@ -95,6 +92,12 @@ print('cores %.2f' % ((c.children_user + c.children_system) / (time.time() - t0)
 		func(rt, st, out, _ string) bool {
 			return st == "Succeeded" && len(out) <= 1<<20+4096 && strings.Contains(out, "truncated")
 		}, "print(5)", "5\n"},
+	// Small writes: each was a system call of the kernel's and several of
+	// the agent's, tens of microseconds each under gVisor.
+	{"R5", "print flood", "for i in range(200000):\n    print('%07d' % i)", 30,
+		func(rt, st, out, _ string) bool {
+			return st == "Succeeded" && len(out) <= 1<<20+4096 && strings.Contains(out, "truncated")
+		}, "print(5)", "5\n"},
 	{"R5", "hostile bytes", "import sys\nsys.stdout.buffer.write(b'\\xff\\xfe\\x00\\x1b[2J\\x1b]0;title\\x07\\r\\nlevel=error msg=battery-fake-log-line\\n')", 30,
 		func(rt, st, out, _ string) bool {
 			return st == "Succeeded" && strings.Contains(out, "battery-fake-log-line")
@@ -115,6 +118,8 @@ print('cores %.2f' % ((c.children_user + c.children_system) / (time.time() - t0)
 			return st == "Failed" && (strings.Contains(er, "EOFError") || strings.Contains(er, "StdinNotImplementedError"))
 		},
 		"print(8)", "8\n"},
+	// Background processes outlive their execution (a server started by
+	// one cell is used by the next) and end with the session (X5: no residue after delete).
 	{"R8", "a detached daemon", `import os, time
 if os.fork() == 0:
     os.setsid()
@@ -126,7 +131,7 @@ if os.fork() == 0:
     os._exit(0)
 time.sleep(0.5)`, 30,
 		func(rt, st, _, _ string) bool { return st == "Succeeded" },
-		"import os, time\na = os.path.getsize('/tmp/heartbeat')\ntime.sleep(1)\nprint(a == os.path.getsize('/tmp/heartbeat'))", "True\n"},
+		"import os, time\na = os.path.getsize('/tmp/heartbeat')\ntime.sleep(1)\nprint(a < os.path.getsize('/tmp/heartbeat'))", "True\n"},
 	{"R9", "zombies", `import os
 n = 0
 try:
@@ -172,7 +177,6 @@ func TestResourceAbuse(t *testing.T) {
 			}
 		}()
 		results := map[string]verdict{}
-		var lost []string // abuses that cost a gVisor sandbox its life
 		for i, ab := range abuses {
 			id := fmt.Sprintf("abuse-%d", i)
 			t0 := time.Now()
@@ -180,13 +184,6 @@ func TestResourceAbuse(t *testing.T) {
 			d := time.Since(t0)
 			ok := r.status == 200 && ab.ok(l.rt.Name, er.Status, er.Result.Stdout, er.Result.Stderr) && d < time.Duration(ab.timeout+30)*time.Second
 			got := fmt.Sprintf("%s: %s after %v: %.120q", ab.name, er.Status, d.Round(time.Millisecond), er.Result.Stdout+er.Result.Stderr)
-			if !ok && gvisorMayLose[ab.name] && l.rt.Name == "runsc" && r.status == http.StatusGone && strings.Contains(string(r.body), "session_lost") {
-				if r2, er2 := a.exec(id, "print('fresh')", 30); r2.status == 200 && er2.Result.Stdout == "fresh\n" {
-					ok, ab.after = true, ""
-					got = ab.name + ": the sandbox died (session_lost); the identifier's next request got a fresh session"
-					lost = append(lost, ab.name)
-				}
-			}
 			if ok && ab.after != "" {
 				r2, er2 := a.exec(id, ab.after, 30)
 				if r2.status != 200 || er2.Status != "Succeeded" || ab.afterOut != "" && er2.Result.Stdout != ab.afterOut {
@@ -198,6 +195,8 @@ func TestResourceAbuse(t *testing.T) {
 			}
 			if !ok {
 				t.Errorf("%s %s UNSAFE: %s (%d %.300s)", l.rt.Name, ab.id, got, r.status, r.body)
+			} else {
+				t.Logf("%s %s: %s", l.rt.Name, ab.id, got)
 			}
 			v, seen := results[ab.id]
 			if !seen {
@@ -258,9 +257,6 @@ func TestResourceAbuse(t *testing.T) {
 		}
 		for id, v := range results {
 			v.Note = fmt.Sprintf("neighbour p99 %v", p99.Round(time.Millisecond))
-			if id == "R1" && len(lost) > 0 {
-				v.Note += "; gVisor: " + strings.Join(lost, ", ") + " killed the sandbox, reported as session_lost"
-			}
 			record(l.rt.Name, id, v)
 		}
 		if strings.Contains(l.serverLog.String(), "battery-fake-log-line") {

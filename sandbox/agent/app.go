@@ -78,7 +78,7 @@ func (a *app) start() error {
 		Env: a.cfg.env,
 		// Its output is the container's log, as in any container.
 		Files: []uintptr{uintptr(devnull), 1, 2},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	argv := append([]string{path}, a.cfg.argv[1:]...)
 	pid, wait, err := a.reaper.start(argv, attr)

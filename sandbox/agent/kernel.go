@@ -39,6 +39,7 @@ type kernelConfig struct {
 	env            []string
 	asLimit        int64
 	nprocLimit     uint64 // the kernel's RLIMIT_NPROC; 0: inherited
+	forkBudget     int    // processes os.fork may bring the sandbox to; 0: no budget
 	preload        []string
 	noIPython      bool
 	startTimeout   time.Duration
@@ -54,8 +55,7 @@ type kernel struct {
 	log    zerolog.Logger
 	reaper *reaper
 
-	sem    chan struct{} // held for the whole of one execution
-	strays *strays
+	sem chan struct{} // held for the whole of one execution
 
 	mu      sync.Mutex
 	proc    *proc      // current process; nil before the first start
@@ -94,7 +94,7 @@ type kernelReady struct {
 }
 
 func newKernel(cfg kernelConfig, r *reaper, log zerolog.Logger) *kernel {
-	return &kernel{cfg: cfg, reaper: r, log: log, sem: make(chan struct{}, 1), strays: newStrays(cfg.init, cfg.gvisor)}
+	return &kernel{cfg: cfg, reaper: r, log: log, sem: make(chan struct{}, 1)}
 }
 
 // start launches a kernel process. Callers hold k.mu.
@@ -134,6 +134,7 @@ func (k *kernel) startLocked() (*proc, error) {
 	argv := []string{python, "-I", "-u", "-c", kernelBootstrap,
 		"--as-limit", strconv.FormatInt(k.cfg.asLimit, 10),
 		"--nproc-limit", strconv.FormatUint(k.cfg.nprocLimit, 10),
+		"--fork-budget", strconv.Itoa(k.cfg.forkBudget),
 		"--preload", strings.Join(k.cfg.preload, ",")}
 	if k.cfg.noIPython {
 		argv = append(argv, "--no-ipython", "1")
@@ -142,9 +143,10 @@ func (k *kernel) startLocked() (*proc, error) {
 		Dir:   k.cfg.dir,
 		Env:   k.cfg.env,
 		Files: []uintptr{uintptr(devnull), uintptr(outP[1]), uintptr(errP[1]), uintptr(cmdP[0]), uintptr(evtP[1]), uintptr(srcP[0])},
-		// Its own process group, so the kernel and its children can be
-		// signalled together.
-		Sys: &syscall.SysProcAttr{Setpgid: true},
+		// Its own session (and so process group): the kernel and its
+		// children can be signalled together, and cannot join the agent's
+		// process group to signal it with kill(0, ...).
+		Sys: &syscall.SysProcAttr{Setsid: true},
 	}
 	pid, wait, err := k.reaper.start(argv, attr)
 	closeAll(devnull, outP[1], errP[1], cmdP[0], evtP[1], srcP[0])
@@ -381,11 +383,13 @@ func (k *kernel) execute(ctx context.Context, req *agentproto.Request, em *emitt
 	done.StdoutBytes, done.StderrBytes = ex.outN, ex.errN
 	done.StdoutTruncated, done.StderrTruncated = ex.outTrunc, ex.errTrunc
 	done.DisplaysDropped = ex.dropped
+	// Processes the code started in the background, detached or not, live
+	// on (a server started by one execution is used by the next): they end
+	// with the sandbox, or with a kernel restart, which kills every process
+	// of the sandbox's user.
 	if restarted {
 		done.KernelRestarted = true
 		k.warm()
-	} else {
-		done.Killed = k.strays.sweep(p.pid)
 	}
 	return done, nil
 }

@@ -15,6 +15,7 @@ import re
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 
@@ -317,6 +318,108 @@ class IPythonRunner:
         return self.error
 
 
+# --- output --------------------------------------------------------------------
+# User code's stdout and stderr are buffered here, and flushed every 20 ms
+# while a cell runs, at its end, and before a fork (so a child does not
+# repeat what its parent wrote). Written through, every print costs a few
+# system calls here and in the agent, and under gVisor each costs tens of
+# microseconds: 100 000 prints took 22 s under runsc, 0.3 s under runc.
+
+_out_lock = threading.Lock()  # held while flushing: never during a fork
+_cell = threading.Event()  # set while a cell runs: the flusher's cue
+FLUSH_INTERVAL = 0.02
+
+
+def _buffered(fd, old):
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw, 1 << 16), encoding=old.encoding, errors=old.errors)
+
+
+def _flush_locked():
+    for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            s.flush()
+        except BaseException:  # noqa: B902
+            pass
+
+
+def flush_output():
+    with _out_lock:
+        _flush_locked()
+
+
+def _flusher():
+    while True:
+        _cell.wait()
+        time.sleep(FLUSH_INTERVAL)
+        flush_output()
+
+
+def _before_fork():
+    _out_lock.acquire()
+    _flush_locked()
+
+
+def _flushing(f):
+    def call(*args, **kwargs):
+        flush_output()
+        return f(*args, **kwargs)
+
+    call.__name__, call.__doc__, call.__wrapped__ = f.__name__, f.__doc__, f
+    return call
+
+
+def setup_output():
+    sys.stdout = _buffered(1, sys.stdout)
+    sys.stderr = _buffered(2, sys.stderr)
+    os.register_at_fork(before=_before_fork, after_in_parent=_out_lock.release, after_in_child=_out_lock.release)
+    # What the cell printed comes before what a program it starts prints,
+    # and is not lost to an exec.
+    for name in ("system", "posix_spawn", "posix_spawnp", "execv", "execve"):
+        if hasattr(os, name):
+            setattr(os, name, _flushing(getattr(os, name)))
+    import subprocess
+
+    if getattr(subprocess, "_fork_exec", None) is not None:
+        subprocess._fork_exec = _flushing(subprocess._fork_exec)
+    threading.Thread(target=_flusher, name="sandpool-flush", daemon=True).start()
+
+
+# --- fork budget (gVisor) -------------------------------------------------------
+
+def _guard_fork(budget):
+    """Makes os.fork (and so multiprocessing and pty) fail with EAGAIN once
+    the sandbox holds budget processes. Under gVisor a forked copy of this
+    kernel costs about 30 MiB (copy-on-write in 2 MiB units), and a sandbox
+    out of memory dies whole: a fork bomb must stop at EAGAIN first, as it
+    does at RLIMIT_NPROC under runc. A lock serialises count and fork, so
+    concurrent forkers cannot overshoot. Forks that bypass os (ctypes) are
+    not counted."""
+    import errno
+    import fcntl
+
+    real_fork = os.fork
+    lock_path = "/dev/shm/.sandpool-fork"
+
+    def fork():
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            fd = -1
+        try:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            n = sum(1 for e in os.listdir("/proc") if e.isdigit())
+            if n >= budget:
+                raise OSError(errno.EAGAIN, "Resource temporarily unavailable (the sandbox's process budget)")
+            return real_fork()
+        finally:
+            if fd >= 0:
+                os.close(fd)  # in the child too: the lock is the parent's
+
+    os.fork = fork
+
+
 # --- main loop -----------------------------------------------------------------
 
 def _arg(name, default=""):
@@ -341,6 +444,9 @@ def main():
         # Below the sandbox's own limit: a fork bomb or zombies must leave
         # the agent room for the threads it needs.
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    budget = int(_arg("--fork-budget", "0") or 0)
+    if budget > 0:
+        _guard_fork(budget)
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")  # under memory pressure the kernel dies, not the agent
@@ -348,6 +454,7 @@ def main():
         pass
     chan = Channel()
     signal.signal(signal.SIGINT, _on_sigint)
+    setup_output()
 
     t0 = time.monotonic()
     preload = [m for m in _arg("--preload").split(",") if m]
@@ -401,6 +508,7 @@ def main():
             if signal.getsignal(signal.SIGINT) is not _on_sigint:
                 signal.signal(signal.SIGINT, _on_sigint)  # user code replaced it
             _executing = True
+            _cell.set()
             err = runner.run(msg.get("code", ""))
         except KeyboardInterrupt:
             err = _error("KeyboardInterrupt", "", ["KeyboardInterrupt"])
@@ -408,16 +516,13 @@ def main():
             err = _error(type(e).__name__, str(e), traceback.format_exception(type(e), e, e.__traceback__))
         finally:
             _executing = False
+            _cell.clear()
         try:
             _patch_pyplot()
             flush_figures()
         except BaseException as e:  # noqa: B902
             print("sandpool: figures: %s" % e, file=sys.stderr)
-        for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-            try:
-                s.flush()
-            except BaseException:  # noqa: B902
-                pass
+        flush_output()
         if err is not None:
             chan.send(err)
         chan.send({"type": "done", "status": "error" if err is not None else "ok"})

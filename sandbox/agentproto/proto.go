@@ -171,7 +171,9 @@ type Done struct {
 	KernelRestarted bool `json:"kernel_restarted,omitempty"`
 	// Reason explains a timeout, interruption or crash in a sentence.
 	Reason string `json:"reason,omitempty"`
-	// Killed counts background processes left by the code and killed after it.
+	// Killed counted background processes killed after the execution;
+	// background processes now live until the sandbox ends or its kernel
+	// restarts, so the agent leaves it 0.
 	Killed int `json:"killed,omitempty"`
 }
 

@@ -21,9 +21,19 @@ func YamuxConfig() *yamux.Config {
 	return cfg
 }
 
+// ClientAcceptBacklog is the server's accept backlog. The agent must never
+// open a stream (the server drops a connection on which it does), so the
+// backlog only bounds what a compromised agent can make the server hold
+// before that: this many streams of one receive window each. It also
+// bounds the server's streams awaiting the agent's acknowledgement, which
+// the agent sends as soon as it accepts them.
+const ClientAcceptBacklog = 8
+
 // Client starts the server's end of a session over conn.
 func Client(conn io.ReadWriteCloser) (*yamux.Session, error) {
-	return yamux.Client(coalesce(conn), YamuxConfig())
+	cfg := YamuxConfig()
+	cfg.AcceptBacklog = ClientAcceptBacklog
+	return yamux.Client(coalesce(conn), cfg)
 }
 
 // Server starts the agent's end of a session over conn.

@@ -532,6 +532,27 @@ func (e *Engine) List(ctx context.Context, labels map[string]string) ([]sandbox.
 // Remove kills and removes a sandbox. Removing one that is already gone
 // is not an error.
 func (e *Engine) Remove(ctx context.Context, id string) error {
+	// A gVisor sandbox that has just stopped by itself may still be running
+	// in podman's books: the forced stop then fails ("container state
+	// improper: stopped") and the container would be left behind. podman
+	// has caught up by the next try.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+			}
+		}
+		if err = e.removeOnce(ctx, id); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func (e *Engine) removeOnce(ctx context.Context, id string) error {
 	rep, err := containers.Remove(e.call(ctx), id, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithTimeout(0))
 	if err != nil {
 		if status(err) == http.StatusNotFound {

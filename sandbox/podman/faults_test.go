@@ -51,28 +51,6 @@ func TestBadCode(t *testing.T) {
 					t.Errorf("got %+v, kept %d bytes", res, len(out.Stdout))
 				}
 			}},
-			{"forks a daemon", `import os, time
-pid = os.fork()
-if pid == 0:
-    os.setsid()
-    if os.fork() == 0:
-        while True:
-            with open('/tmp/heartbeat', 'a') as f:
-                f.write('x')
-            time.sleep(0.05)
-    os._exit(0)
-os.waitpid(pid, 0)
-time.sleep(0.5)
-print('parent done')`, 20 * time.Second, func(t *testing.T, res *sandbox.Result, out *sandbox.Output) {
-				if res.Status != sandbox.StatusOK || res.Killed < 1 || string(out.Stdout) != "parent done\n" {
-					t.Errorf("got %+v %q", res, out.Stdout)
-				}
-			}},
-			{"daemon is gone", "import os, time\na = os.path.getsize('/tmp/heartbeat')\ntime.sleep(1)\nos.path.getsize('/tmp/heartbeat') - a", 20 * time.Second, func(t *testing.T, res *sandbox.Result, out *sandbox.Output) {
-				if result(out) != "0" {
-					t.Errorf("the daemon still writes: %q %+v", result(out), out.Error)
-				}
-			}},
 			{"fills /mnt/data", "import errno\ntry:\n    with open('big', 'wb') as f:\n        while True:\n            f.write(b'\\0' * (1 << 20))\nexcept OSError as e:\n    print(errno.errorcode[e.errno])", 120 * time.Second, func(t *testing.T, res *sandbox.Result, out *sandbox.Output) {
 				if res.Status != sandbox.StatusOK || string(out.Stdout) != "ENOSPC\n" {
 					t.Errorf("got %+v %q %+v", res, out.Stdout, out.Error)

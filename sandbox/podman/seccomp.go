@@ -40,6 +40,7 @@ const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | un
 func SeccompProfile(runtime string) ([]byte, error) {
 	p := seccomp.DefaultProfile()
 	strip := append(slices.Clone(deniedSyscalls), "clone", "mknod", "mknodat")
+	strip = append(strip, signalSyscalls...)
 	if runtime != "runsc" {
 		strip = append(strip, "clone3")
 	}
@@ -90,6 +91,57 @@ func SeccompProfile(runtime string) ([]byte, error) {
 			})
 		}
 	}
+	rules = append(rules, signalRules()...)
 	p.Syscalls = rules
 	return json.MarshalIndent(p, "", " ")
+}
+
+// signalSyscalls send signals; signalRules filters them.
+var signalSyscalls = []string{"kill", "rt_sigqueueinfo", "tgkill", "rt_tgsigqueueinfo", "tkill", "pidfd_send_signal"}
+
+// signalRules allow every signal except SIGKILL and SIGSTOP to the agent
+// (PID 1). Linux never delivers those to a PID 1 from inside its namespace,
+// but gVisor does: kill(1, SIGSTOP) froze a gVisor sandbox. The agent's
+// other threads can be reached only by tkill and pidfd_send_signal, which
+// may therefore send neither at all. Arguments are ints the kernel
+// truncates to 32 bits, so the rules match whole 64-bit values: a pid is
+// allowed if it is 0, a sign-extended negative, or 2 to 2^31-1; a signal
+// if it is neither 9 nor 19 (nor above 64). Each rule compares an
+// argument once (runc ORs several comparisons of one argument), so ranges
+// are unions of masked blocks. What no allow rule matches and is aimed at
+// PID 1 gets EPERM.
+func signalRules() []*seccomp.Syscall {
+	eperm := uint(unix.EPERM)
+	var rules []*seccomp.Syscall
+	allow := func(names []string, idx uint, mask, value uint64) {
+		rules = append(rules, &seccomp.Syscall{Names: names, Action: seccomp.ActAllow,
+			Args: []*seccomp.Arg{{Index: idx, Value: mask, ValueTwo: value, Op: seccomp.OpMaskedEqual}}})
+	}
+	// block adds the values [lo, lo+size) (size a power of two, lo aligned).
+	block := func(names []string, idx uint, lo, size uint64) { allow(names, idx, ^(size - 1), lo) }
+	byPid := []string{"kill", "rt_sigqueueinfo", "tgkill", "rt_tgsigqueueinfo"}
+	block(byPid, 0, 0, 1)                      // 0: the caller's process group
+	block(byPid, 0, 0xffffffff80000000, 1<<31) // negative: a group, or -1 (never PID 1)
+	for lo := uint64(2); lo < 1<<31; lo <<= 1 {
+		block(byPid, 0, lo, lo) // [lo, 2lo): 2-3, 4-7, ... 2^30-(2^31-1)
+	}
+	// Signals 0-8, 10-18, 20-64, by the argument that holds them.
+	sigBlocks := [][2]uint64{{0, 8}, {8, 1}, {10, 2}, {12, 4}, {16, 2}, {18, 1}, {20, 4}, {24, 8}, {32, 32}, {64, 1}}
+	for _, b := range sigBlocks {
+		block([]string{"kill", "rt_sigqueueinfo", "tkill", "pidfd_send_signal"}, 1, b[0], b[1])
+		block([]string{"tgkill", "rt_tgsigqueueinfo"}, 2, b[0], b[1])
+	}
+	for _, sig := range []uint64{uint64(unix.SIGKILL), uint64(unix.SIGSTOP)} {
+		for _, c := range []struct {
+			names  []string
+			sigArg uint
+		}{{[]string{"kill", "rt_sigqueueinfo"}, 1}, {[]string{"tgkill", "rt_tgsigqueueinfo"}, 2}} {
+			rules = append(rules, &seccomp.Syscall{Names: c.names, Action: seccomp.ActErrno, Errno: "EPERM", ErrnoRet: &eperm,
+				Args: []*seccomp.Arg{
+					{Index: 0, Value: 0xffffffff, ValueTwo: 1, Op: seccomp.OpMaskedEqual},
+					{Index: c.sigArg, Value: sig, Op: seccomp.OpEqualTo},
+				}})
+		}
+	}
+	return rules
 }

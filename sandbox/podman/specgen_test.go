@@ -106,3 +106,90 @@ func TestSeccompProfile(t *testing.T) {
 		}
 	}
 }
+
+// allowedBy reports whether p lets syscall name run with args: an allow
+// rule whose every comparison holds (as gVisor reads the profile; under
+// runc an errno rule also outranks an allow rule, and none overlaps).
+func allowedBy(p *seccomp.Seccomp, name string, args ...uint64) bool {
+	for _, r := range p.Syscalls {
+		if r.Action != seccomp.ActAllow || !slices.Contains(r.Names, name) {
+			continue
+		}
+		ok := true
+		for _, a := range r.Args {
+			v := args[a.Index]
+			switch a.Op {
+			case seccomp.OpMaskedEqual:
+				ok = ok && v&a.Value == a.ValueTwo
+			case seccomp.OpEqualTo:
+				ok = ok && v == a.Value
+			default:
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// TestF10SeccompSignalRules: SIGKILL and SIGSTOP cannot reach the agent
+// (PID 1) by any signal call, however the pid is spelled, while every
+// other signal, and those two to any other target, still can.
+func TestF10SeccompSignalRules(t *testing.T) {
+	const neg1 = ^uint64(0)
+	tests := []struct {
+		name string
+		call string
+		args []uint64
+		want bool
+	}{
+		{"SIGKILL to PID 1", "kill", []uint64{1, 9}, false},
+		{"SIGSTOP to PID 1", "kill", []uint64{1, 19}, false},
+		{"SIGSTOP to PID 1 with high bits", "kill", []uint64{1<<32 | 1, 19}, false},
+		{"SIGKILL to PID 1 as a 64-bit signal", "kill", []uint64{1, 1<<32 | 9}, false},
+		{"SIGTERM to PID 1", "kill", []uint64{1, 15}, true},
+		{"SIGABRT to PID 1", "kill", []uint64{1, 6}, true},
+		{"probe PID 1", "kill", []uint64{1, 0}, true},
+		{"SIGKILL to a child", "kill", []uint64{1234, 9}, true},
+		{"SIGKILL to the largest pid", "kill", []uint64{1<<31 - 1, 9}, true},
+		{"SIGKILL to everyone", "kill", []uint64{neg1, 9}, true},
+		{"SIGKILL to a group", "kill", []uint64{neg1 - 76, 9}, true},
+		{"SIGSTOP to the own group", "kill", []uint64{0, 19}, true},
+		{"realtime signal to PID 1", "kill", []uint64{1, 64}, true},
+		{"tgkill SIGSTOP to the agent", "tgkill", []uint64{1, 5, 19}, false},
+		{"tgkill SIGKILL elsewhere", "tgkill", []uint64{7, 8, 9}, true},
+		{"tgkill SIGURG to the agent", "tgkill", []uint64{1, 5, 23}, true},
+		{"tkill SIGKILL", "tkill", []uint64{5, 9}, false},
+		{"tkill SIGTERM", "tkill", []uint64{5, 15}, true},
+		{"pidfd SIGSTOP", "pidfd_send_signal", []uint64{3, 19, 0, 0}, false},
+		{"pidfd SIGTERM", "pidfd_send_signal", []uint64{3, 15, 0, 0}, true},
+		{"sigqueue SIGKILL to PID 1", "rt_sigqueueinfo", []uint64{1, 9, 0}, false},
+		{"sigqueue SIGUSR1 to PID 1", "rt_sigqueueinfo", []uint64{1, 10, 0}, true},
+	}
+	for _, rt := range []string{"runc", "runsc"} {
+		b, err := SeccompProfile(rt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p seccomp.Seccomp
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range tests {
+			if got := allowedBy(&p, tc.call, tc.args...); got != tc.want {
+				t.Errorf("%s: %s: allowed %v, want %v", rt, tc.name, got, tc.want)
+			}
+		}
+		for _, r := range p.Syscalls {
+			idx := map[uint]bool{}
+			for _, a := range r.Args {
+				if idx[a.Index] {
+					t.Errorf("%s: a rule of %v compares argument %d twice (runc would OR them)", rt, r.Names, a.Index)
+				}
+				idx[a.Index] = true
+			}
+		}
+	}
+}
