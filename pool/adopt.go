@@ -85,8 +85,9 @@ func (p *Pool) adopt(ctx context.Context) error {
 				p.ready = append(p.ready, sb)
 				return
 			}
-			p.sessions[e.Hash] = &Session{p: p, hash: e.Hash, key: k, created: e.Created, ready: closedChan(), sb: sb, state: StateAllocated, lastAccess: e.LastAccess}
-			p.active++
+			s := &Session{p: p, hash: e.Hash, key: k, created: e.Created, ready: closedChan(), sb: sb, state: StateAllocated, lastAccess: e.LastAccess}
+			p.sessions[e.Hash] = s
+			p.countLocked(s, 1)
 		}()
 	}
 	wg.Wait()

@@ -164,6 +164,12 @@ type ScaleConfig struct {
 	ReadySessionInstances *int `yaml:"readySessionInstances"`
 	// CreationConcurrency bounds sandboxes being created at once; default 4.
 	CreationConcurrency int `yaml:"creationConcurrency"`
+	// MaxSessionsPerPrincipal bounds the sessions one principal holds in
+	// the pool at once (a sandpool extension), so that one caller cannot
+	// take every session. Default: the server's
+	// limits.maxSessionsPerPrincipal, else maxConcurrentSessions. Values
+	// above maxConcurrentSessions mean maxConcurrentSessions.
+	MaxSessionsPerPrincipal int `yaml:"maxSessionsPerPrincipal"`
 }
 
 // LifecycleConfig is Azure's lifecycleConfiguration.
@@ -252,6 +258,9 @@ func (c *Config) setDefaults() {
 		c.Scale.ReadySessionInstances = &n
 	}
 	setDef(&c.Scale.CreationConcurrency, defaultCreating)
+	if c.Scale.MaxSessionsPerPrincipal == 0 || c.Scale.MaxSessionsPerPrincipal > c.Scale.MaxConcurrentSessions {
+		c.Scale.MaxSessionsPerPrincipal = c.Scale.MaxConcurrentSessions
+	}
 	setDef(&c.Lifecycle.LifecycleType, Timed)
 	if c.Lifecycle.LifecycleType == Timed {
 		setDef(&c.Lifecycle.CooldownPeriodInSeconds, defaultCooldown)
@@ -334,6 +343,9 @@ func (c *Config) Normalize() error {
 		bad("scaleConfiguration.readySessionInstances", "must not be negative, not %d", n)
 	} else if n > s.MaxConcurrentSessions {
 		bad("scaleConfiguration.readySessionInstances", "must not exceed maxConcurrentSessions (%d), not %d", s.MaxConcurrentSessions, n)
+	}
+	if s.MaxSessionsPerPrincipal < 1 && s.MaxConcurrentSessions >= 1 {
+		bad("scaleConfiguration.maxSessionsPerPrincipal", "must be positive, not %d", s.MaxSessionsPerPrincipal)
 	}
 	if s.CreationConcurrency < 1 || s.CreationConcurrency > 64 {
 		bad("scaleConfiguration.creationConcurrency", "must be 1 to 64, not %d", s.CreationConcurrency)

@@ -379,3 +379,29 @@ func TestRestartMidUse(t *testing.T) {
 		}
 	})
 }
+
+// TestF6PrincipalQuotaPodman: maxSessionsPerPrincipal holds on real
+// sandboxes, with the pool's capacity still free for others.
+func TestF6PrincipalQuotaPodman(t *testing.T) {
+	eachRuntime(t, func(t *testing.T, rt podmantest.Runtime) {
+		h := newHarness(t, rt, podmantest.Engine(t, rt), pool.Config{
+			Scale: pool.ScaleConfig{MaxConcurrentSessions: 3, MaxSessionsPerPrincipal: 1, ReadySessionInstances: ptr(1)},
+		})
+		p := h.start().Pool(h.cfg.Name)
+		alice := key(t, "alice", "conversation-1")
+		mustExec(t, p, alice, "x = 1\nx", "1")
+		_, err := exec(t, p, key(t, "alice", "conversation-2"), "1")
+		if !errors.Is(err, pool.ErrPrincipalQuota) || errcode.Of(err) != errcode.PrincipalSessionQuota {
+			t.Fatalf("alice's second session: %v", err)
+		}
+		mustExec(t, p, alice, "x + 1", "2")
+		mustExec(t, p, key(t, "bob", "conversation-2"), "2", "2")
+		if err := p.Delete(context.Background(), alice); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, p, key(t, "alice", "conversation-2"), "3", "3")
+		if st := p.Status(); st.Allocated != 2 {
+			t.Fatalf("status %+v, want 2 allocated", st)
+		}
+	})
+}

@@ -60,6 +60,9 @@ const (
 var (
 	// ErrCapacity: the pool has maxConcurrentSessions sessions.
 	ErrCapacity = errcode.New(errcode.CapacityExceeded, "the session pool is at its maximum number of concurrent sessions; retry later or end a session")
+	// ErrPrincipalQuota: the caller holds maxSessionsPerPrincipal sessions
+	// of the pool.
+	ErrPrincipalQuota = errcode.New(errcode.PrincipalSessionQuota, "this caller holds the maximum number of sessions of this pool allowed to one caller; end one of them or retry later")
 	// ErrSessionLost: the session's sandbox died; its state is gone. The
 	// next request with the identifier starts a new session.
 	ErrSessionLost = errcode.New(errcode.SessionLost, "the session's sandbox stopped and its state is lost; the next request starts a new session")
@@ -148,6 +151,9 @@ type Pool struct {
 	ending   []*Session           // out of the map, removed once idle
 	lost     map[string]time.Time // hashes whose loss is not yet reported
 	active   int                  // sessions counted against capacity
+	// held counts the sessions of active by principal, for
+	// maxSessionsPerPrincipal; principals holding none are absent.
+	held     map[Principal]int
 	deleting int
 	inflight int           // requests in flight, for a draining Close
 	idle     chan struct{} // closed when inflight reaches 0 while closing
@@ -206,6 +212,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Pool, error) {
 		kick:     make(chan struct{}, 1),
 		sessions: map[string]*Session{},
 		lost:     map[string]time.Time{},
+		held:     map[Principal]int{},
 		started:  opt.Now(),
 	}
 	p.upstreamKey = opt.Hasher.Derive("custom container session id")
@@ -284,6 +291,12 @@ func (p *Pool) acquire(ctx context.Context, k SessionKey) (*Session, func(), err
 	s := p.sessions[h]
 	fresh := s == nil
 	if fresh {
+		// The caller's own quota first, when it is one (below the pool's
+		// capacity): it says what the caller can do (end one of its own).
+		if sc := p.cfg.Scale; sc.MaxSessionsPerPrincipal < sc.MaxConcurrentSessions && p.held[k.Principal] >= sc.MaxSessionsPerPrincipal {
+			p.mu.Unlock()
+			return nil, nil, ErrPrincipalQuota
+		}
 		if p.active >= p.cfg.Scale.MaxConcurrentSessions {
 			p.mu.Unlock()
 			return nil, nil, ErrCapacity
@@ -296,8 +309,8 @@ func (p *Pool) acquire(ctx context.Context, k SessionKey) (*Session, func(), err
 			p.mu.Unlock()
 			return nil, nil, err
 		}
-		p.active++
 		s = &Session{p: p, hash: h, key: k, created: now, ready: make(chan struct{}), state: StatePending}
+		p.countLocked(s, 1)
 		p.sessions[h] = s
 	}
 	s.inflight++
@@ -350,7 +363,7 @@ func (p *Pool) allocate(ctx context.Context, s *Session, warm *sandbox.Sandbox) 
 		if err != nil {
 			p.mu.Lock()
 			delete(p.sessions, s.hash)
-			p.active--
+			p.countLocked(s, -1)
 			p.mu.Unlock()
 			s.err = err
 			close(s.ready)
@@ -526,9 +539,20 @@ func (p *Pool) unlockThen(changed bool, sbs []*sandbox.Sandbox) {
 // removes the returned sandbox (outside the lock).
 func (p *Pool) retireLocked(s *Session) *sandbox.Sandbox {
 	s.state = StateDeleting
-	p.active--
+	p.countLocked(s, -1)
 	p.deleting++
 	return s.sb
+}
+
+// countLocked counts s in (n = 1) or out of (n = -1) the sessions held
+// against capacity and against its principal's quota.
+func (p *Pool) countLocked(s *Session, n int) {
+	p.active += n
+	if c := p.held[s.key.Principal] + n; c > 0 {
+		p.held[s.key.Principal] = c
+	} else {
+		delete(p.held, s.key.Principal)
+	}
 }
 
 // remove removes a sandbox in the background.
@@ -615,7 +639,7 @@ func (p *Pool) loseLocked(s *Session) {
 	}
 	delete(p.sessions, s.hash)
 	s.state = StateDeleting
-	p.active--
+	p.countLocked(s, -1)
 	if p.cfg.Lifecycle.LifecycleType == OnContainerExit {
 		// The normal end of such a session: nothing to report.
 		p.log.Debug().Str("session", s.hash).Msg("session ended: its container exited")

@@ -403,3 +403,132 @@ func TestCloseDrainsRequestsInFlight(t *testing.T) {
 		t.Fatalf("Close past its deadline: %v", err)
 	}
 }
+
+// TestF6PrincipalSessionQuota: one principal holds at most
+// maxSessionsPerPrincipal sessions of a pool, refused with its own code
+// while the pool has room; ending, expiring or failing to create a
+// session gives the slot back; other principals are unaffected.
+func TestF6PrincipalSessionQuota(t *testing.T) {
+	f := newFake()
+	f.delay = 10 * time.Millisecond
+	clk := &clock{t: time.Now()}
+	cfg := Config{Scale: ScaleConfig{MaxConcurrentSessions: 8, MaxSessionsPerPrincipal: 2, ReadySessionInstances: intp(0)},
+		Lifecycle: LifecycleConfig{CooldownPeriodInSeconds: 60}}
+	p := newTestPool(t, f, t.TempDir(), cfg, clk)
+	acquire := func(principal, id string) error {
+		_, release, err := p.acquire(context.Background(), key(t, principal, id))
+		if err == nil {
+			release()
+		}
+		return err
+	}
+
+	// Concurrent first uses by one principal: exactly the quota succeeds.
+	var ok, quota atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := acquire("mallory", fmt.Sprintf("grab-%02d", i)); {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrPrincipalQuota) && errcode.Of(err) == errcode.PrincipalSessionQuota:
+				quota.Add(1)
+			default:
+				t.Errorf("acquire: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 2 || quota.Load() != 8 {
+		t.Fatalf("%d allocated, %d refused by quota; want 2 and 8", ok.Load(), quota.Load())
+	}
+	// Its sessions still work; others still get theirs.
+	var held []string
+	for _, s := range p.Sessions("mallory") {
+		held = append(held, s.Identifier.String())
+		if err := acquire("mallory", s.Identifier.String()); err != nil {
+			t.Fatalf("an existing session at the quota: %v", err)
+		}
+	}
+	for _, id := range []string{"alice-1", "alice-2"} {
+		if err := acquire("alice", id); err != nil {
+			t.Fatalf("another principal: %v", err)
+		}
+	}
+	if err := acquire("alice", "alice-3"); !errors.Is(err, ErrPrincipalQuota) {
+		t.Fatalf("alice's third: %v", err)
+	}
+
+	// Delete gives a slot back.
+	if err := p.Delete(context.Background(), key(t, "mallory", held[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := acquire("mallory", "grab-new"); err != nil {
+		t.Fatalf("after a delete: %v", err)
+	}
+	// A failed creation gives its slot back.
+	f.mu.Lock()
+	f.fail = errcode.New(errcode.Unavailable, "engine down")
+	f.mu.Unlock()
+	if err := acquire("bob", "bob-1"); errcode.Of(err) != errcode.Unavailable {
+		t.Fatalf("failing creation: %v", err)
+	}
+	f.mu.Lock()
+	f.fail = nil
+	f.mu.Unlock()
+	p.mu.Lock()
+	p.retryAt = time.Time{}
+	n := p.held["bob"]
+	p.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("a failed creation still counts %d against bob", n)
+	}
+	// Expiry gives the slots back.
+	clk.Add(2 * time.Minute)
+	p.expire()
+	waitFor(t, "expired sessions removed", func() bool { return p.Status().Allocated == 0 && p.Status().Deleting == 0 })
+	for _, id := range []string{"again-1", "again-2"} {
+		if err := acquire("mallory", id); err != nil {
+			t.Fatalf("after expiry: %v", err)
+		}
+	}
+	// The capacity error stays distinct: a pool full of quota-abiding
+	// principals says capacity_exceeded.
+	for _, pr := range []string{"c1", "c2", "c3"} {
+		for _, id := range []string{"x-001", "x-002"} {
+			err := acquire(pr, id)
+			if err != nil && !errors.Is(err, ErrCapacity) {
+				t.Fatalf("%s %s: %v", pr, id, err)
+			}
+		}
+	}
+	if err := acquire("c4", "x-001"); !errors.Is(err, ErrCapacity) {
+		t.Fatalf("full pool: %v", err)
+	}
+}
+
+func TestF6MaxSessionsPerPrincipalConfig(t *testing.T) {
+	for _, tc := range []struct {
+		max, per, want int
+		bad            bool
+	}{
+		{max: 10, per: 0, want: 10},
+		{max: 10, per: 3, want: 3},
+		{max: 4, per: 9, want: 4},
+		{max: 4, per: -1, bad: true},
+	} {
+		c := Config{Scale: ScaleConfig{MaxConcurrentSessions: tc.max, MaxSessionsPerPrincipal: tc.per}}
+		err := c.Normalize()
+		if tc.bad {
+			if err == nil || !strings.Contains(err.Error(), "scaleConfiguration.maxSessionsPerPrincipal") {
+				t.Errorf("%+v: %v, want a refusal naming the field", tc, err)
+			}
+			continue
+		}
+		if err != nil || c.Scale.MaxSessionsPerPrincipal != tc.want {
+			t.Errorf("%+v: %d, %v; want %d", tc, c.Scale.MaxSessionsPerPrincipal, err, tc.want)
+		}
+	}
+}

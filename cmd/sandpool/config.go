@@ -152,6 +152,10 @@ func loadConfigFor(path string, embedded bool) (*fileConfig, error) {
 	}
 	found := s.MCP.Pool == ""
 	for i := range c.Pools {
+		// The server's per-principal session quota is every pool's default.
+		if sc := &c.Pools[i].Scale; sc.MaxSessionsPerPrincipal == 0 {
+			sc.MaxSessionsPerPrincipal = s.Limits.MaxSessionsPerPrincipal
+		}
 		if err := c.Pools[i].Normalize(); err != nil {
 			errs = append(errs, err)
 		}

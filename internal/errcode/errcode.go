@@ -48,6 +48,10 @@ const (
 	// CapacityExceeded means a pool has maxConcurrentSessions sessions and
 	// cannot start another; existing sessions are unaffected.
 	CapacityExceeded Code = "capacity_exceeded"
+	// PrincipalSessionQuota means the caller holds as many sessions of a
+	// pool as maxSessionsPerPrincipal allows; ending one of its own
+	// sessions lets it start another. The pool itself may have room.
+	PrincipalSessionQuota Code = "principal_session_quota"
 	// SessionLost means a session's sandbox died and its state is gone. It
 	// is reported once; the next request starts a new session.
 	SessionLost Code = "session_lost"
