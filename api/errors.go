@@ -35,13 +35,13 @@ func statusOf(c errcode.Code) int {
 		return http.StatusNotFound
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
-	case errcode.Busy:
+	case errcode.Busy, codeOperationInUse:
 		return http.StatusConflict
 	case errcode.SessionLost, errcode.SandboxGone:
 		return http.StatusGone
 	case errcode.TooLarge:
 		return http.StatusRequestEntityTooLarge
-	case errcode.CapacityExceeded, errcode.RateLimited:
+	case errcode.CapacityExceeded, errcode.PrincipalSessionQuota, errcode.RateLimited:
 		return http.StatusTooManyRequests
 	case errcode.Canceled:
 		return 499 // the client went away; nobody reads this
@@ -60,7 +60,7 @@ func statusOf(c errcode.Code) int {
 // retryAfter is the Retry-After (seconds) sent with a code, or 0.
 func retryAfter(c errcode.Code) int {
 	switch c {
-	case errcode.CapacityExceeded:
+	case errcode.CapacityExceeded, errcode.PrincipalSessionQuota:
 		return 10
 	case errcode.Unavailable, errcode.SandboxUnreachable, errcode.ShuttingDown:
 		return 5

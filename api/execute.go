@@ -357,20 +357,40 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, c *call, 
 			"api-version": {c.apiVersion()}, "identifier": {k.Identifier.String()}}.Encode())
 	}
 	if req.async && g == genExecutions {
-		if err := s.execs.start(s, c.pool, k, id, req); err != nil {
+		// A running asynchronous execution counts against the caller's
+		// concurrency as a request in flight would.
+		held, err := s.limiter.hold(c.principal)
+		if err != nil {
+			writeLimited(w, err)
+			return
+		}
+		run := func(ctx context.Context) (*outcome, error) { return s.execute(ctx, c.pool, k, id, req) }
+		if err := s.execs.start(c.pool.Name(), k, id, held, run); err != nil {
 			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusAccepted, (&outcome{id: id, identifier: k.Identifier.String(), async: true, running: true}).encode(g))
 		return
 	}
+	var x *storedExec
+	if g == genExecutions {
+		// The id is taken before the execution starts: two executions
+		// never share one.
+		if x, err = s.execs.reserve(c.pool.Name(), k, id); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
 	o, err := s.execute(r.Context(), c.pool, k, id, req)
 	if err != nil {
+		if x != nil {
+			s.execs.drop(x)
+		}
 		writeError(w, err)
 		return
 	}
-	if g == genExecutions {
-		s.execs.put(c.pool, k, o)
+	if x != nil {
+		s.execs.finish(x, o)
 	}
 	writeJSON(w, http.StatusOK, o.encode(g))
 }
@@ -397,7 +417,7 @@ func (s *Server) handleGetExecution(w http.ResponseWriter, r *http.Request, c *c
 		return
 	}
 	c.session(k)
-	o := s.execs.get(c.pool, k, id)
+	o := s.execs.get(c.pool.Name(), k, id)
 	if o == nil {
 		writeError(w, errcode.New(codeExecNotFound, "no such execution in this session"))
 		return

@@ -42,9 +42,15 @@ type Limits struct {
 	// 256); a connection over either is closed at once.
 	MaxConnections           int `yaml:"maxConnections"`
 	MaxConnectionsPerAddress int `yaml:"maxConnectionsPerAddress"`
-	// MaxStreamsPerPrincipal caps each principal's open WebSockets and
-	// MCP notification streams together (default 16).
+	// MaxStreamsPerPrincipal caps each principal's open WebSockets, MCP
+	// notification streams and running asynchronous executions together
+	// (default 16).
 	MaxStreamsPerPrincipal int `yaml:"maxStreamsPerPrincipal"`
+	// MaxSessionsPerPrincipal is the default of every pool's
+	// scaleConfiguration.maxSessionsPerPrincipal: the sessions one
+	// principal may hold in a pool at once (default: the pool's
+	// maxConcurrentSessions, that is no limit of its own).
+	MaxSessionsPerPrincipal int `yaml:"maxSessionsPerPrincipal"`
 }
 
 // Normalize fills in defaults and checks the values, naming bad fields.
@@ -81,7 +87,7 @@ func (l *Limits) Normalize() error {
 	for name, v := range map[string]int{"burst": l.Burst, "concurrentRequests": l.ConcurrentRequests,
 		"bodyTimeoutSeconds": l.BodyTimeoutSeconds, "uploadTimeoutSeconds": l.UploadTimeoutSeconds,
 		"maxConnections": l.MaxConnections, "maxConnectionsPerAddress": l.MaxConnectionsPerAddress,
-		"maxStreamsPerPrincipal": l.MaxStreamsPerPrincipal} {
+		"maxStreamsPerPrincipal": l.MaxStreamsPerPrincipal, "maxSessionsPerPrincipal": l.MaxSessionsPerPrincipal} {
 		if v < 0 {
 			errs = append(errs, errors.New("limits."+name+": must be positive"))
 		}
@@ -189,6 +195,31 @@ func (l *limiter) openStream(p pool.Principal) (release func(), err error) {
 	return sync.OnceFunc(func() {
 		l.mu.Lock()
 		pl.streams--
+		l.mu.Unlock()
+	}), nil
+}
+
+// hold counts work of p that outlives the request asking for it (an
+// asynchronous execution) as the streams are counted: one of the
+// principal's requests in flight and one of its streams, until release is
+// called (release is idempotent). Holds are not rate limited: the request
+// that asks for one was.
+func (l *limiter) hold(p pool.Principal) (release func(), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pl := l.principal(p, time.Now())
+	if pl.streams >= l.streams {
+		return nil, &limitError{errcode.Newf(errcode.RateLimited, "this caller already has %d open streams and asynchronous executions", l.streams), 5}
+	}
+	if pl.inflight >= l.conc {
+		return nil, &limitError{errcode.New(errcode.RateLimited, "too many requests in flight for this caller"), 1}
+	}
+	pl.streams++
+	pl.inflight++
+	return sync.OnceFunc(func() {
+		l.mu.Lock()
+		pl.streams--
+		pl.inflight--
 		l.mu.Unlock()
 	}), nil
 }
