@@ -44,6 +44,72 @@ var ownHeaders = []string{"X-Ms-Request-Id", "X-Request-Id", "X-Ms-Client-Reques
 type forwarder struct {
 	proxy *httputil.ReverseProxy
 	tr    *http.Transport
+	rules ingressRules
+}
+
+// ingressRules are what a pool lets pass between callers and its
+// containers, beyond what is never passed (pool.IngressConfig).
+type ingressRules struct {
+	strip         []string // request headers removed, canonical
+	setCookie     bool     // Set-Cookie and Clear-Site-Data pass
+	cors          bool     // Access-Control-* pass
+	activeContent bool     // no Content-Security-Policy: sandbox added
+}
+
+func rulesOf(in pool.IngressConfig) ingressRules {
+	r := ingressRules{setCookie: in.AllowSetCookie, cors: in.AllowCORS, activeContent: in.AllowActiveContent}
+	strip := in.StripRequestHeaders
+	if strip == nil {
+		strip = pool.DefaultStripRequestHeaders
+	}
+	for _, h := range strip {
+		r.strip = append(r.strip, http.CanonicalHeaderKey(h))
+	}
+	return r
+}
+
+// requestHeaders removes from h, a request toward a container, the
+// caller's credentials and the headers sandpool sets itself.
+func (r ingressRules) requestHeaders(h http.Header) {
+	h.Del("Authorization")
+	for _, name := range r.strip {
+		h.Del(name)
+	}
+	for name := range h {
+		if l := strings.ToLower(name); strings.HasPrefix(l, "sandpool-") || l == "forwarded" || strings.HasPrefix(l, "x-forwarded-") {
+			delete(h, name)
+		}
+	}
+}
+
+// responseHeaders makes h, a container's answer, safe to serve on
+// sandpool's origin: the headers sandpool sets go, so do cookies and
+// cross-origin grants unless the pool allows them, and every response is
+// sandboxed unless the pool allows active content. The sandbox goes on
+// every response, not only those typed HTML: a missing or wrong
+// Content-Type is sniffed (by browsers, and by Go's server when none is
+// set), and the policy matters only where a browser renders a document.
+// A container's own policy is kept beside it: browsers enforce both.
+func (r ingressRules) responseHeaders(h http.Header) {
+	for _, name := range ownHeaders {
+		h.Del(name)
+	}
+	if !r.setCookie {
+		h.Del("Set-Cookie")
+		h.Del("Set-Cookie2")
+		h.Del("Clear-Site-Data")
+	}
+	if !r.cors {
+		for name := range h {
+			if strings.HasPrefix(strings.ToLower(name), "access-control-") {
+				delete(h, name)
+			}
+		}
+	}
+	if !r.activeContent {
+		h.Add("Content-Security-Policy", "sandbox")
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
 }
 
 // forwarding is what the transport and rewrite need of one request.
@@ -79,17 +145,15 @@ func newForwarder(cfg pool.Config) *forwarder {
 		// Bodies pass through as the container encodes them.
 		DisableCompression: true,
 	}
-	fw := &forwarder{tr: tr}
+	fw := &forwarder{tr: tr, rules: rulesOf(cfg.CustomContainer.Ingress)}
 	fw.proxy = &httputil.ReverseProxy{
-		Rewrite:   rewrite,
+		Rewrite:   fw.rewrite,
 		Transport: tr,
 		// Flush at once: server-sent events and streamed output arrive as
 		// they are written.
 		FlushInterval: -1,
 		ModifyResponse: func(resp *http.Response) error {
-			for _, h := range ownHeaders {
-				resp.Header.Del(h)
-			}
+			fw.rules.responseHeaders(resp.Header)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { writeError(w, upstreamErr(r.Context(), err)) },
@@ -105,19 +169,14 @@ func (fw *forwarder) close() { fw.tr.CloseIdleConnections() }
 // under the pool, the query without identifier and api-version, the
 // caller's headers without its credentials (hop-by-hop headers, and those
 // named in Connection, are already gone), and sandpool's own headers.
-func rewrite(pr *httputil.ProxyRequest) {
+func (fw *forwarder) rewrite(pr *httputil.ProxyRequest) {
 	f := forwardingOf(pr.In.Context())
 	out := pr.Out
 	out.URL = &url.URL{Scheme: "http", Host: f.up.Key(), RawQuery: f.query}
 	out.URL.Path, _ = url.PathUnescape(f.path)
 	out.URL.RawPath = f.path
 	out.Host = pr.In.Host
-	out.Header.Del("Authorization")
-	for name := range out.Header {
-		if l := strings.ToLower(name); strings.HasPrefix(l, "sandpool-") || l == "forwarded" || strings.HasPrefix(l, "x-forwarded-") {
-			delete(out.Header, name)
-		}
-	}
+	fw.rules.requestHeaders(out.Header)
 	out.Header.Set(HeaderSessionID, f.up.SessionID())
 	out.Header.Set(HeaderRequestID, f.reqID)
 	proto := "http"

@@ -114,7 +114,32 @@ type IngressConfig struct {
 	// headers (a sandpool extension; default 240, as Azure's ingress).
 	// Bodies and upgraded connections may last longer.
 	TimeoutInSeconds int `yaml:"timeoutInSeconds"`
+
+	// The rest are sandpool extensions: a container's answers are served
+	// on sandpool's own origin, so by default nothing it sends can act as
+	// sandpool in a browser, and callers' credentials stay out of it.
+
+	// StripRequestHeaders are removed from requests before they reach the
+	// container; nil means DefaultStripRequestHeaders, and a list given
+	// replaces it (an empty list strips none). Authorization, hop-by-hop
+	// headers and sandpool's own are removed whatever it says.
+	StripRequestHeaders []string `yaml:"stripRequestHeaders"`
+	// AllowSetCookie passes the container's Set-Cookie (and
+	// Clear-Site-Data) to callers: cookies it sets apply to sandpool's
+	// whole origin.
+	AllowSetCookie bool `yaml:"allowSetCookie"`
+	// AllowCORS passes the container's Access-Control-* headers: what it
+	// allows, other sites may read.
+	AllowCORS bool `yaml:"allowCors"`
+	// AllowActiveContent serves the container's responses without the
+	// Content-Security-Policy: sandbox sandpool otherwise adds, so its
+	// HTML may run script as sandpool's origin.
+	AllowActiveContent bool `yaml:"allowActiveContent"`
 }
+
+// DefaultStripRequestHeaders are the credentials a custom container does
+// not receive unless its pool says otherwise.
+var DefaultStripRequestHeaders = []string{"Cookie", "X-Api-Key", "Proxy-Authorization"}
 
 // Probe is an Azure container probe. sandpool supports the Startup probe
 // (the sandbox is Ready only once it passes); a container that exits later
@@ -293,6 +318,9 @@ func IsolationOf(runtime string) sandbox.Isolation {
 
 var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{2,62}$`)
 
+// headerName is an HTTP field name (RFC 9110 token).
+var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+
 // Normalize fills in defaults and checks every field. Its error names each
 // bad field by its YAML path.
 func (c *Config) Normalize() error {
@@ -421,6 +449,11 @@ func (c *Config) checkCustom(bad func(field, format string, args ...any)) {
 	}
 	if t := cc.Ingress.TimeoutInSeconds; t < 1 || t > 86400 {
 		bad("customContainerTemplate.ingress.timeoutInSeconds", "must be 1 to 86400, not %d", t)
+	}
+	for i, h := range cc.Ingress.StripRequestHeaders {
+		if !headerName.MatchString(h) {
+			bad(fmt.Sprintf("customContainerTemplate.ingress.stripRequestHeaders[%d]", i), "%q is not a header name", h)
+		}
 	}
 	startups := 0
 	for i, pr := range ct.Probes {

@@ -202,3 +202,43 @@ func TestQuantity(t *testing.T) {
 		t.Errorf("String = %s", s)
 	}
 }
+
+// TestF4IngressConfig: the ingress rules' defaults, a list of the pool's
+// own, an explicit empty list, and bad header names.
+func TestF4IngressConfig(t *testing.T) {
+	parse := func(ingress string) (*Config, error) {
+		var c Config
+		src := "name: apps\ncontainerType: CustomContainer\ncustomContainerTemplate:\n  containers: [{image: localhost/app:1}]\n  ingress: " + ingress + "\n"
+		if err := yaml.Unmarshal([]byte(src), &c); err != nil {
+			t.Fatal(err)
+		}
+		return &c, c.Normalize()
+	}
+	for _, tc := range []struct {
+		ingress string
+		want    []string
+	}{
+		{"{targetPort: 8080}", nil}, // the default
+		{"{targetPort: 8080, stripRequestHeaders: [X-Session-Token]}", []string{"X-Session-Token"}},
+		{"{targetPort: 8080, stripRequestHeaders: []}", []string{}},
+	} {
+		c, err := parse(tc.ingress)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.ingress, err)
+		}
+		in := c.CustomContainer.Ingress
+		if got := in.StripRequestHeaders; strings.Join(got, ",") != strings.Join(tc.want, ",") || (got == nil) != (tc.want == nil) {
+			t.Errorf("%s: strip %q, want %q", tc.ingress, got, tc.want)
+		}
+		if in.AllowSetCookie || in.AllowCORS || in.AllowActiveContent {
+			t.Errorf("%s: an opt-in is on by default: %+v", tc.ingress, in)
+		}
+	}
+	c, err := parse("{targetPort: 8080, allowSetCookie: true, allowCors: true, allowActiveContent: true}")
+	if in := c.CustomContainer.Ingress; err != nil || !in.AllowSetCookie || !in.AllowCORS || !in.AllowActiveContent {
+		t.Errorf("opt-ins: %+v %v", in, err)
+	}
+	if _, err := parse(`{targetPort: 8080, stripRequestHeaders: ["Bad Header"]}`); err == nil || !strings.Contains(err.Error(), "ingress.stripRequestHeaders[0]") {
+		t.Errorf("a bad header name: %v", err)
+	}
+}

@@ -16,8 +16,10 @@
 //	GET  /ws        a WebSocket echo
 //
 // With DEMO_FAULTS=1 (tests) it also has POST /exit?code= (exit after
-// answering), GET /crash (exit halfway through a response) and GET /hang
-// (never answer).
+// answering), GET /crash (exit halfway through a response), GET /hang
+// (never answer) and GET /unsafe (an HTML page with script and the
+// headers a hostile application would send: a cookie for the whole
+// origin, a credentialed cross-origin grant, a permissive policy).
 package main
 
 import (
@@ -143,6 +145,15 @@ func routes(faults bool) http.Handler {
 		})
 		mux.HandleFunc("GET /hang", func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
+		})
+		mux.HandleFunc("GET /unsafe", func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			h.Add("Set-Cookie", "demo=1; Path=/")
+			h.Set("Access-Control-Allow-Origin", "https://elsewhere.example")
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Set("Content-Security-Policy", "default-src *; script-src * 'unsafe-inline'")
+			h.Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprint(w, "<!doctype html><script>fetch('/pools/').then(r => r.text()).then(t => document.title = t)</script>\n")
 		})
 	}
 	return mux
