@@ -123,10 +123,13 @@ def _json_value(v):
 
 
 def emit_display(data):
+    # What the cell printed before this comes first.
+    flush_output()
     chan.send({"type": "display", "data": _bundle(data)})
 
 
 def emit_result(data, value):
+    flush_output()
     msg = {"type": "result", "data": _bundle(data)}
     jv = _json_value(value)
     if jv is not None:
