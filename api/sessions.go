@@ -117,6 +117,7 @@ func poolView(p *pool.Pool) map[string]any {
 		"egress":                  cfg.SessionNetwork.Status,
 		"maxConcurrentSessions":   st.MaxConcurrentSessions,
 		"readySessionInstances":   st.ReadySessionInstances,
+		"maxSessionsPerPrincipal": cfg.Scale.MaxSessionsPerPrincipal,
 		"cooldownPeriodInSeconds": cfg.Lifecycle.CooldownPeriodInSeconds,
 		"lifecycleType":           cfg.Lifecycle.LifecycleType,
 		"maxAlivePeriodInSeconds": cfg.Lifecycle.MaxAlivePeriodInSeconds,
