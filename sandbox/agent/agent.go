@@ -428,6 +428,7 @@ func (a *Agent) execute(ctx context.Context, sess *yamux.Session, st *yamux.Stre
 		defer close(watched)
 		_, err := io.Copy(io.Discard, st)
 		if err == nil && !sess.IsClosed() {
+			em.abandon()
 			cancel()
 		}
 	}()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -302,6 +303,8 @@ type emitter struct {
 	w   io.Writer
 	dl  interface{ SetWriteDeadline(time.Time) error }
 	err error
+	// gone: nobody reads the stream any more (abandon).
+	gone atomic.Bool
 }
 
 // writeTimeout bounds one frame write to the server.
@@ -318,13 +321,27 @@ func newEmitter(w io.Writer) *emitter {
 func (em *emitter) frame(t agentproto.FrameType, b []byte) {
 	em.mu.Lock()
 	defer em.mu.Unlock()
-	if em.err != nil {
+	if em.err != nil || em.gone.Load() {
 		return
 	}
 	if em.dl != nil {
 		_ = em.dl.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if em.gone.Load() { // abandoned meanwhile: do not undo its deadline
+			_ = em.dl.SetWriteDeadline(time.Now())
+		}
 	}
 	em.err = agentproto.WriteFrame(em.w, t, b)
+}
+
+// abandon drops what is still to be written: the server closed its side
+// of the stream and reads no more, so a write waiting for room would hold
+// the output pump, and with it the kernel, which could then not finish
+// the cell it was asked to interrupt.
+func (em *emitter) abandon() {
+	em.gone.Store(true)
+	if em.dl != nil {
+		_ = em.dl.SetWriteDeadline(time.Now())
+	}
 }
 
 func (em *emitter) msg(m *agentproto.Message) error {
