@@ -111,6 +111,10 @@ func Available() error {
 	return nil
 }
 
+// HasIPython says whether the host's python3 has IPython, which the kernel
+// uses when it can (rich display, IPython's tracebacks).
+func HasIPython() bool { return exec.Command("python3", "-c", "import IPython").Run() == nil }
+
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
