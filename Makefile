@@ -29,7 +29,8 @@ test: deps image
 # python3, no podman): api, WebSocket, MCP and tools, with the golden files
 # (go test ... -update rewrites them). They also run in `make test`.
 test-inproc:
-	go test -race -count=1 -run 'Inproc|Golden' ./internal/inproc/ ./api/ ./tools/ ./tools/mcp/
+	go test -race -count=1 ./internal/inproc/
+	go test -race -count=1 -run 'Inproc|Golden' ./api/ ./tools/ ./tools/mcp/
 
 bench: deps image
 	go test -count=1 -run '^$$' -bench 'ExecuteTiny|PodmanExecBaseline' -benchtime 1000x ./sandbox/podman/
