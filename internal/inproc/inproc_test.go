@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandpool/sandpool/internal/errcode"
 	"github.com/sandpool/sandpool/internal/inproc"
+	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox"
 )
 
@@ -112,3 +113,50 @@ func TestEngineRefusesApps(t *testing.T) {
 		t.Fatalf("Create(app) = %v, want invalid_argument", err)
 	}
 }
+
+// TestManagerAdoptsAcrossRestart: a pool manager restarted on the same
+// engine and state directory adopts its sessions (kernel state kept), as
+// a restarted server adopts its containers.
+func TestManagerAdoptsAcrossRestart(t *testing.T) {
+	e := inproc.ForTest(t, inproc.Config{})
+	dir := t.TempDir()
+	cfg := pool.Config{Name: "adopt", Runtime: inproc.Runtime, Image: "inproc", Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(0)}}
+	id, err := pool.ParseIdentifier("adopt-session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := pool.Key("alice", id)
+	start := func() *pool.Manager {
+		m, err := pool.NewManager(context.Background(), []pool.Config{cfg}, pool.ManagerOptions{
+			Engines:  map[string]pool.Engine{inproc.Runtime: e},
+			StateDir: dir,
+			Settings: pool.Settings{ServerID: "inproc-adopt"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	exec := func(m *pool.Manager, code string) string {
+		t.Helper()
+		var col sandbox.Collector
+		res, err := m.Pool("adopt").Execute(context.Background(), k, sandbox.ExecRequest{Code: code, Timeout: 20 * time.Second}, col.Sink())
+		if err != nil || res.Status != sandbox.StatusOK {
+			t.Fatalf("Execute(%q): %v %+v", code, err, res)
+		}
+		return string(col.Out.Stdout)
+	}
+	m1 := start()
+	exec(m1, "kept = 'yes'")
+	m1.Close(context.Background())
+	if e.Len() != 1 {
+		t.Fatalf("%d sandboxes after the first manager closed, want its session's", e.Len())
+	}
+	m2 := start()
+	defer m2.Close(context.Background())
+	if got := exec(m2, "print(kept)"); got != "yes\n" {
+		t.Fatalf("after the restart: %q, want the adopted kernel's state", got)
+	}
+}
+
+func ptr(n int) *int { return &n }
