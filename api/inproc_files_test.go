@@ -15,10 +15,13 @@ import (
 
 // TestInprocFilesRoundTrip: TestFilesRoundTrip over the in-process engine:
 // upload in every generation, code that reads the files and writes one,
-// listings, downloads, metadata, delete, refused names and the upload cap.
+// listings, downloads, metadata, delete, refused names and the upload cap
+// (a small one).
 func TestInprocFilesRoundTrip(t *testing.T) {
-	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(1)}})
-	c := e.server(api.Options{}, nil)
+	t.Parallel()
+	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(0)}})
+	// A 1 MiB upload cap: the cap's behaviour without moving 129 MiB.
+	c := e.server(api.Options{Limits: api.Limits{MaxUploadBytes: 1 << 20}}, nil)
 	const id = "?identifier=files-session"
 	v2, v3 := id+"&api-version=2024-02-02-preview", id+"&api-version=2025-10-02-preview"
 
@@ -92,7 +95,7 @@ func TestInprocFilesRoundTrip(t *testing.T) {
 	for _, path := range []string{"/files/content/..%2F..%2Fetc%2Fpasswd", "/files/%2Fetc%2Fpasswd/content", "/files/a%00b"} {
 		want(t, c.get(path+id), 400, "invalid_argument")
 	}
-	big := bytes.Repeat([]byte("z"), 129<<20)
+	big := bytes.Repeat([]byte("z"), 1<<20+1)
 	want(t, c.upload("/files"+v3, "big.bin", big), 413, "too_large")
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
@@ -109,6 +112,7 @@ func TestInprocFilesRoundTrip(t *testing.T) {
 // TestInprocSessionsAndPools: TestSessionsAndPools over the in-process
 // engine: session routes, listings, readiness, principals kept apart.
 func TestInprocSessionsAndPools(t *testing.T) {
+	t.Parallel()
 	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 3, ReadySessionInstances: ptr(1)}})
 	c := e.server(api.Options{}, nil)
 	v := "&api-version=2025-02-02-preview"

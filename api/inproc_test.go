@@ -106,7 +106,8 @@ const pngCode = "import base64\nfrom IPython.display import display, Image\n" +
 // and later executions), results, exceptions, images, timeouts, output
 // caps and asynchronous executions, against testdata/execute.golden.
 func TestInprocExecuteGolden(t *testing.T) {
-	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(1)}})
+	t.Parallel()
+	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(0)}})
 	c := e.server(api.Options{}, nil)
 	checkIPython(t)
 	q := "?identifier=golden-exec&api-version="
@@ -149,6 +150,7 @@ func TestInprocExecuteGolden(t *testing.T) {
 // TestInprocErrorsGolden: the error bodies of every generation for bad
 // input, against testdata/errors.golden.
 func TestInprocErrorsGolden(t *testing.T) {
+	t.Parallel()
 	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 1, ReadySessionInstances: ptr(0)}})
 	c := e.server(api.Options{Limits: api.Limits{MaxCodeBytes: 1 << 10}}, nil)
 	ok := "?identifier=golden-err&api-version="

@@ -96,8 +96,9 @@ func (r *wsRecorder) line(m map[string]any) {
 // (output, results, errors, images, timeouts, interrupts, bad input),
 // against testdata/ws.golden.
 func TestInprocWSGolden(t *testing.T) {
+	t.Parallel()
 	checkIPython(t)
-	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(1)}})
+	e := newInprocEnv(t, pool.Config{Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(0)}})
 	c := e.server(api.Options{}, nil)
 	w, _ := c.dialWS(t, "ws-golden", false)
 	r := &wsRecorder{t: t, w: w, sent: map[string]bool{}}

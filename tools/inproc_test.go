@@ -15,7 +15,9 @@ import (
 // (real agent and kernel, the host's python3): state across calls, errors,
 // images, files, reset, and sessions kept apart.
 func TestInprocService(t *testing.T) {
-	m, _ := inproc.Manager(t, pool.Config{Name: "tools-inproc", Scale: pool.ScaleConfig{MaxConcurrentSessions: 2}})
+	t.Parallel()
+	ready := 0
+	m, _ := inproc.Manager(t, pool.Config{Name: "tools-inproc", Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: &ready}})
 	p := m.Pool("tools-inproc")
 	s := NewService(p, PoolLimits(p.Config()))
 	ctx := context.Background()

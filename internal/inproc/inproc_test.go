@@ -33,6 +33,7 @@ func run(t *testing.T, sb *sandbox.Sandbox, code string) string {
 // TestEngine: labels, listing, a data directory per sandbox, adoption by
 // id with the kernel's state, removal of the sandbox and its directory.
 func TestEngine(t *testing.T) {
+	t.Parallel()
 	e := inproc.ForTest(t, inproc.Config{})
 	ctx := context.Background()
 	spec := func(pool string) sandbox.Spec {
@@ -107,6 +108,7 @@ func TestEngine(t *testing.T) {
 
 // TestEngineRefusesApps: custom containers need an image's program.
 func TestEngineRefusesApps(t *testing.T) {
+	t.Parallel()
 	e := inproc.ForTest(t, inproc.Config{})
 	_, err := e.Create(context.Background(), sandbox.Spec{Image: "x", App: &sandbox.App{Port: 8080}})
 	if errcode.Of(err) != errcode.InvalidArgument {
@@ -118,6 +120,7 @@ func TestEngineRefusesApps(t *testing.T) {
 // engine and state directory adopts its sessions (kernel state kept), as
 // a restarted server adopts its containers.
 func TestManagerAdoptsAcrossRestart(t *testing.T) {
+	t.Parallel()
 	e := inproc.ForTest(t, inproc.Config{})
 	dir := t.TempDir()
 	cfg := pool.Config{Name: "adopt", Runtime: inproc.Runtime, Image: "inproc", Scale: pool.ScaleConfig{MaxConcurrentSessions: 2, ReadySessionInstances: ptr(0)}}

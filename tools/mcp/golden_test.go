@@ -134,6 +134,7 @@ func renderResult(t *testing.T, r *mcp.CallToolResult) string {
 // (text, results, streams, exceptions, images, timeouts, truncation,
 // files, argument errors), against testdata/rendering.golden.
 func TestInprocMCPRenderingGolden(t *testing.T) {
+	t.Parallel()
 	e := newInprocEnv(t)
 	ctx := context.Background()
 	c, _ := e.connect(aliceKey, nil)

@@ -34,7 +34,7 @@ func newInprocEnv(t *testing.T) *env {
 		t.Skip("the host's python3 has no IPython (the image test displays through it)")
 	}
 	cfg := pool.Config{Name: "mcp-inproc",
-		Scale:     pool.ScaleConfig{MaxConcurrentSessions: 8, ReadySessionInstances: ptr(1)},
+		Scale:     pool.ScaleConfig{MaxConcurrentSessions: 8, ReadySessionInstances: ptr(0)},
 		Execution: pool.ExecutionConfig{DefaultTimeoutInSeconds: 30, MaxTimeoutInSeconds: 60}}
 	m, _ := inproc.Manager(t, cfg)
 	p := m.Pool(cfg.Name)
@@ -70,6 +70,7 @@ const pngCode = "import base64\nfrom IPython.display import display, Image\n" +
 	"display(Image(data=base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==')))"
 
 func TestInprocMCPOverHTTP(t *testing.T) {
+	t.Parallel()
 	{
 		{
 			e := newInprocEnv(t)
@@ -185,6 +186,7 @@ func TestInprocMCPOverHTTP(t *testing.T) {
 }
 
 func TestInprocMCPBindingAndBadInput(t *testing.T) {
+	t.Parallel()
 	e := newInprocEnv(t)
 	ctx := context.Background()
 
@@ -279,6 +281,7 @@ func TestInprocMCPBindingAndBadInput(t *testing.T) {
 }
 
 func TestInprocGoSDKClient(t *testing.T) {
+	t.Parallel()
 	e := newInprocEnv(t)
 	ctx := context.Background()
 	for _, version := range []string{"", "2025-11-25", "2025-06-18"} {
