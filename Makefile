@@ -11,7 +11,7 @@ export GOFLAGS := -tags=$(TAGS)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test build image example-image deps bench fuzz soak battery sweep clean
+.PHONY: run test test-inproc build image example-image deps bench fuzz soak battery sweep clean
 
 run: deps image
 	bin/sandpool exec --runtime runsc -c 'import platform, numpy as np; print("Python", platform.python_version(), "in a", platform.release(), "kernel; sum(range(100)) =", np.arange(100).sum())'
@@ -24,6 +24,13 @@ test: deps image
 	@# A short fuzz run of the agent frame decoder and paths (every target's
 	@# seed corpus already ran above; `make fuzz` runs all of them longer).
 	for f in FuzzFrameReader FuzzReadMsg FuzzSplitPathSegments; do go test -run '^$$' -fuzz "^$$f\$$" -fuzztime 10s ./sandbox/agentproto/ || exit 1; done
+
+# The surface tests over the in-process engine (real agents on the host's
+# python3, no podman): api, WebSocket, MCP and tools, with the golden files
+# (go test ... -update rewrites them). They also run in `make test`.
+test-inproc:
+	go test -race -count=1 ./internal/inproc/
+	go test -race -count=1 -run 'Inproc|Golden' ./api/ ./tools/ ./tools/mcp/
 
 bench: deps image
 	go test -count=1 -run '^$$' -bench 'ExecuteTiny|PodmanExecBaseline' -benchtime 1000x ./sandbox/podman/

@@ -70,6 +70,10 @@ var rules = []struct {
 		"the client carries none of the server", []string{module + "/sandbox"}},
 	{"api", []string{module + "/tools", module + "/tools/mcp", module + "/agents", module + "/sandbox/podman", "github.com/mark3labs/mcp-go/", "github.com/tmc/langchaingo/"},
 		"the HTTP surface talks to pools only (MCP is handed to it as an http.Handler)", nil},
+	{"cmd/sandpool", []string{module + "/sandbox/agent", module + "/internal/inproc"},
+		"the server runs sandboxes behind an engine; the agent runs only inside them", nil},
+	{"internal/inproc", []string{module + "/api", module + "/tools", module + "/agents", module + "/sandbox/podman", "github.com/containers/podman/"},
+		"the in-process test engine stands where sandbox/podman stands: below the surfaces", nil},
 }
 
 func deps(t *testing.T, path string) []string {
@@ -120,7 +124,7 @@ func TestImportRules(t *testing.T) {
 // own packages are checked for it.)
 func TestNoTestingInBinaries(t *testing.T) {
 	for _, p := range list(t) {
-		if strings.HasSuffix(p.ImportPath, "/podmantest") || strings.HasSuffix(p.ImportPath, "/archtest") {
+		if strings.HasSuffix(p.ImportPath, "/podmantest") || strings.HasSuffix(p.ImportPath, "/archtest") || strings.HasSuffix(p.ImportPath, "/inproc") {
 			continue
 		}
 		for _, imp := range p.Imports {
@@ -131,6 +135,11 @@ func TestNoTestingInBinaries(t *testing.T) {
 		for _, d := range deps(t, p.ImportPath) {
 			if d == module+"/internal/podmantest" {
 				t.Errorf("%s depends on podmantest outside its tests", p.ImportPath)
+			}
+			// The in-process engine runs sandbox code on the host,
+			// unisolated: never in a binary.
+			if d == module+"/internal/inproc" {
+				t.Errorf("%s depends on the in-process test engine outside its tests", p.ImportPath)
 			}
 		}
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 
 	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox"
@@ -79,9 +80,33 @@ const ServerIDPrefix = "t-"
 func ServerID(name string) string { return ServerIDPrefix + runID + "-" + name }
 
 // Main runs the tests, then removes every container of this run that is
-// left, and fails if there was any: a leaked container is a bug.
+// left, and fails if there was any: a leaked container is a bug. It then
+// fails the run if a goroutine is left (goleak), once the engines are
+// closed.
 func Main(m *testing.M) {
 	code := m.Run()
+	if c := cleanup(); c != 0 {
+		code = c
+	}
+	if code == 0 {
+		if err := goleak.Find(LeakOptions()...); err != nil {
+			fmt.Fprintf(os.Stderr, "podmantest: goroutines left after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// LeakOptions are goleak's options for a test binary of sandpool: the
+// goroutines that live as long as the process, started by libraries on
+// first use and not ours to stop.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{}
+}
+
+// cleanup removes what the run left and closes the engines; it returns 1
+// when a container was left.
+func cleanup() (code int) {
 	mu.Lock()
 	defer mu.Unlock()
 	for name, e := range engines {
@@ -107,7 +132,7 @@ func Main(m *testing.M) {
 	if stateDir != "" {
 		os.RemoveAll(stateDir)
 	}
-	os.Exit(code)
+	return code
 }
 
 func required() bool { return os.Getenv("SANDPOOL_REQUIRE_PODMAN") == "1" }

@@ -1,0 +1,134 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// update rewrites the golden files instead of comparing with them:
+//
+//	go test -run 'Golden' -update ./api/
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// golden compares got with testdata/name.golden (or, with -update, writes
+// it). A difference is shown as the first differing line.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+	}
+	if bytes.Equal(got, want) {
+		return
+	}
+	gl, wl := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+	for i := 0; i < max(len(gl), len(wl)); i++ {
+		g, w := "<end>", "<end>"
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if g != w {
+			t.Fatalf("%s differs at line %d:\n got: %s\nwant: %s\n(review the change, then run go test -run '%s' -update)", path, i+1, g, w, t.Name())
+		}
+	}
+}
+
+// volatile are fields whose values change from run to run (ids, times,
+// durations); golden files hold a placeholder instead.
+var volatile = map[string]string{
+	"id":                          "<id>",
+	"etag":                        "<etag>",
+	"executionTimeInMilliseconds": "<ms>",
+	"durationMs":                  "<ms>",
+	"createdAt":                   "<time>",
+	"lastAccessedAt":              "<time>",
+	"expireAt":                    "<time>",
+	"expiresAt":                   "<time>",
+	"lastModifiedAt":              "<time>",
+	"lastModifiedTime":            "<time>",
+	"last_modified_time":          "<time>",
+}
+
+// cellRef is IPython's name for a cell in a traceback ("Cell In[7], line
+// 2"): its number counts the kernel's executions.
+var cellRef = regexp.MustCompile(`Cell In\[\d+\]`)
+
+// normalizeJSON replaces volatile values with placeholders and reduces
+// tracebacks to their last line (their frames differ between Python
+// versions); the result is indented JSON with sorted keys.
+func normalizeJSON(t *testing.T, body []byte) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Sprintf("(not JSON) %q", body)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(normalizeValue("", v)); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func normalizeValue(key string, v any) any {
+	if p, ok := volatile[key]; ok && v != nil && v != "" {
+		return p
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			v[k] = normalizeValue(k, x)
+		}
+		return v
+	case []any:
+		if key == "traceback" && len(v) > 0 {
+			// A traceback as lines: only the exception's line is stable.
+			return []any{"<frames>", v[len(v)-1]}
+		}
+		for i, x := range v {
+			v[i] = normalizeValue("", x)
+		}
+		return v
+	case string:
+		return normalizeString(key, v)
+	}
+	return v
+}
+
+func normalizeString(key, s string) string {
+	if key == "base64_data" || key == "image/png" {
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil && bytes.HasPrefix(b, []byte("\x89PNG")) {
+			return fmt.Sprintf("<png %d bytes>", len(b))
+		}
+	}
+	const header = "Traceback (most recent call last):"
+	if i := strings.Index(s, header); i >= 0 {
+		lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+		return s[:i] + header + "\n  <frames>\n" + lines[len(lines)-1]
+	}
+	if loc := cellRef.FindStringIndex(s); loc != nil {
+		lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+		return s[:loc[0]] + "<frames>\n" + lines[len(lines)-1]
+	}
+	return s
+}
