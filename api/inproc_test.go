@@ -25,7 +25,7 @@ func newInprocEnv(t *testing.T, cfg pool.Config) *env {
 	t.Helper()
 	cfg.Name = "api-inproc"
 	m, _ := inproc.Manager(t, cfg)
-	return &env{t: t, rt: podmantest.Runtime{Name: inproc.Runtime}, mgr: m, cfg: m.Pool(cfg.Name).Config()}
+	return &env{t: t, rt: podmantest.Runtime{Name: inproc.Runtime}, mgr: m, cfg: m.Pool(cfg.Name).Config(), inproc: true}
 }
 
 // exchange is one request of a golden test and what it is expected to show.

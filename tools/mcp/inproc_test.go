@@ -1,19 +1,11 @@
 package mcp_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/mark3labs/mcp-go/mcp"
-	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/rs/zerolog"
 
 	"github.com/sandpool/sandpool/api"
@@ -61,7 +53,7 @@ func newInprocEnv(t *testing.T) *env {
 		s.Close(context.Background())
 		ms.Close(context.Background())
 	})
-	return &env{t: t, url: ts.URL + "/mcp", pool: p, mcp: ms}
+	return &env{t: t, url: ts.URL + "/mcp", pool: p, mcp: ms, inproc: true}
 }
 
 // pngCode displays a 1x1 PNG through IPython's display machinery (the host
@@ -69,259 +61,21 @@ func newInprocEnv(t *testing.T) *env {
 const pngCode = "import base64\nfrom IPython.display import display, Image\n" +
 	"display(Image(data=base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==')))"
 
+// TestInprocMCPOverHTTP is TestMCPOverHTTP over the in-process engine.
 func TestInprocMCPOverHTTP(t *testing.T) {
 	t.Parallel()
-	{
-		{
-			e := newInprocEnv(t)
-			ctx := context.Background()
-			a, aNotes := e.connect(aliceKey, nil)
-
-			lt, err := a.ListTools(ctx, mcp.ListToolsRequest{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, tl := range lt.Tools {
-				names = append(names, tl.Name)
-				for _, bad := range []string{"identifier", "session", "container", "path"} {
-					if bytes.Contains(tl.RawInputSchema, []byte(`"`+bad+`"`)) {
-						t.Errorf("%s takes %q", tl.Name, bad)
-					}
-				}
-			}
-			if strings.Join(names, ",") != "delete_file,download_file,execute_python,list_files,reset_session,upload_file" {
-				t.Fatalf("tools: %v", names)
-			}
-
-			// State is kept across calls.
-			expect(t, "define", call(t, a, ctx, "execute_python", map[string]any{"code": "x = 21"}), false, "(no output")
-			expect(t, "use", call(t, a, ctx, "execute_python", map[string]any{"code": "print('double')\nx * 2"}), false, "stdout:\ndouble", "result:\n42")
-
-			// A plot comes back as an image.
-			r := call(t, a, ctx, "execute_python", map[string]any{"code": pngCode})
-			var img *mcp.ImageContent
-			for _, c := range r.Content {
-				if ic, ok := mcp.AsImageContent(c); ok {
-					img = ic
-				}
-			}
-			if img == nil || img.MIMEType != "image/png" {
-				t.Fatalf("plot: %+v", r.Content)
-			}
-			if png, _ := base64.StdEncoding.DecodeString(img.Data); !bytes.HasPrefix(png, []byte("\x89PNG")) {
-				t.Fatal("the image is not a PNG")
-			}
-
-			// Files round-trip.
-			expect(t, "upload", call(t, a, ctx, "upload_file", map[string]any{"name": "data.csv", "content": "a,b\n1,2\n3,4\n"}), false, "saved /mnt/data/data.csv (12 bytes)")
-			bin := []byte{0x00, 0xff, 0x10, 0x80}
-			expect(t, "upload binary", call(t, a, ctx, "upload_file", map[string]any{"name": "/mnt/data/raw.bin", "content": base64.StdEncoding.EncodeToString(bin), "encoding": "base64"}), false)
-			expect(t, "read upload", call(t, a, ctx, "execute_python", map[string]any{"code": "import csv\nsum(int(r['b']) for r in csv.DictReader(open('data.csv'))), open('raw.bin','rb').read()"}), false, `(6, b'\x00\xff\x10\x80')`)
-			expect(t, "list", call(t, a, ctx, "list_files", nil), false, "data.csv\t12\t", "raw.bin\t4\t")
-			r = call(t, a, ctx, "download_file", map[string]any{"name": "data.csv"})
-			if er, ok := mcp.AsEmbeddedResource(r.Content[0]); !ok || r.IsError {
-				t.Fatalf("download text: %+v", r.Content)
-			} else if tr, ok := mcp.AsTextResourceContents(er.Resource); !ok || tr.Text != "a,b\n1,2\n3,4\n" || tr.URI != "file:///mnt/data/data.csv" {
-				t.Fatalf("download text: %+v", er.Resource)
-			}
-			r = call(t, a, ctx, "download_file", map[string]any{"name": "raw.bin"})
-			er, _ := mcp.AsEmbeddedResource(r.Content[len(r.Content)-1])
-			if br, ok := mcp.AsBlobResourceContents(er.Resource); !ok || br.Blob != base64.StdEncoding.EncodeToString(bin) {
-				t.Fatalf("download binary: %+v", r.Content)
-			}
-			expect(t, "delete", call(t, a, ctx, "delete_file", map[string]any{"name": "raw.bin"}), false, "deleted /mnt/data/raw.bin")
-			expect(t, "deleted", call(t, a, ctx, "download_file", map[string]any{"name": "raw.bin"}), true, "not_found")
-
-			// Another conversation (another MCP session of the same
-			// principal) has its own sandbox.
-			b, _ := e.connect(aliceKey, nil)
-			expect(t, "isolated", call(t, b, ctx, "execute_python", map[string]any{"code": "x"}), true, "NameError")
-			expect(t, "isolated files", call(t, b, ctx, "list_files", nil), false, "/mnt/data is empty")
-
-			// Streaming: the output comes as progress messages (with a
-			// progress token) and as logging notifications (once the
-			// client asked for level info), before the result.
-			//lint:ignore SA1019 logging is deprecated only in 2026-07-28, which this endpoint does not serve
-			if err := a.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelInfo}}); err != nil {
-				t.Fatal(err)
-			}
-			r = call(t, a, ctx, "execute_python", map[string]any{"code": "import sys, time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')\nprint('oops', file=sys.stderr)"}, withProgress("p1"))
-			expect(t, "stream", r, false, "first\nsecond")
-			if p := aNotes.progress(); len(p) == 0 || !strings.Contains(strings.Join(p, ""), "first") || !strings.Contains(strings.Join(p, ""), "[stderr] oops") {
-				t.Fatalf("progress messages: %q", p)
-			}
-			if logs := aNotes.logs(); !strings.Contains(logs, "stdout:first") || !strings.Contains(logs, "stderr:oops") {
-				t.Fatalf("logging notifications: %q", logs)
-			}
-
-			// A timeout is a clear error, and the session goes on.
-			expect(t, "timeout", call(t, a, ctx, "execute_python", map[string]any{"code": "import time\ntime.sleep(10)", "timeout": 1}), true, "timeout: the execution ran past its 1s limit")
-			expect(t, "after timeout", call(t, a, ctx, "execute_python", map[string]any{"code": "x"}), false, "21")
-
-			// Oversized output is truncated with a note.
-			expect(t, "flood", call(t, a, ctx, "execute_python", map[string]any{"code": "print('y' * 200000)"}), false, "[truncated: showing the first 16.0 KiB of 195.3 KiB")
-
-			// Cancellation interrupts a sleeping cell: the call ends at once
-			// and the variable it would have set never exists.
-			cctx, cancel := context.WithCancel(ctx)
-			time.AfterFunc(time.Second, cancel)
-			var req mcp.CallToolRequest
-			req.Params.Name, req.Params.Arguments = "execute_python", map[string]any{"code": "import time\ntime.sleep(20)\nlate = 1"}
-			t0 := time.Now()
-			if _, err := a.CallTool(cctx, req); err == nil {
-				t.Fatal("a cancelled call returned a result")
-			}
-			r = call(t, a, ctx, "execute_python", map[string]any{"code": "print('late' in globals(), x)"})
-			expect(t, "after cancel", r, false, "False 21")
-			if d := time.Since(t0); d > 15*time.Second {
-				t.Fatalf("the cancelled cell kept the kernel busy for %v", d)
-			}
-
-			// Reset: a fresh sandbox.
-			expect(t, "reset", call(t, a, ctx, "reset_session", nil), false, "fresh sandbox")
-			expect(t, "after reset", call(t, a, ctx, "execute_python", map[string]any{"code": "x"}), true, "NameError")
-		}
-	}
+	testMCPOverHTTP(t, newInprocEnv(t))
 }
 
+// TestInprocMCPBindingAndBadInput is TestMCPBindingAndBadInput over the
+// in-process engine.
 func TestInprocMCPBindingAndBadInput(t *testing.T) {
 	t.Parallel()
-	e := newInprocEnv(t)
-	ctx := context.Background()
-
-	// The host application's conversation id: two MCP sessions share
-	// state; another principal with the same id does not.
-	c1, _ := e.connect(aliceKey, map[string]string{mcpsrv.ConversationHeader: "conv-1"})
-	c2, _ := e.connect(aliceKey, map[string]string{mcpsrv.ConversationHeader: "conv-1"})
-	c3, _ := e.connect(bobKey, map[string]string{mcpsrv.ConversationHeader: "conv-1"})
-	expect(t, "set", call(t, c1, ctx, "execute_python", map[string]any{"code": "shared = 'yes'"}), false)
-	expect(t, "same conversation", call(t, c2, ctx, "execute_python", map[string]any{"code": "shared"}), false, "'yes'")
-	expect(t, "other principal", call(t, c3, ctx, "execute_python", map[string]any{"code": "shared"}), true, "NameError")
-
-	// Bad arguments: isError results, never a crash.
-	c, _ := e.connect(aliceKey, nil)
-	for _, tc := range []struct {
-		tool string
-		args map[string]any
-		want string
-	}{
-		{"execute_python", nil, `"code" is required`},
-		{"execute_python", map[string]any{"code": []any{1}}, `"code" must be a string`},
-		{"execute_python", map[string]any{"code": strings.Repeat("#", 10<<20)}, "above the limit"},
-		{"execute_python", map[string]any{"code": "1", "identifier": "victim"}, "unknown argument"},
-		{"upload_file", map[string]any{"name": "x.bin", "content": "%%%", "encoding": "base64"}, "not valid base64"},
-		{"upload_file", map[string]any{"name": "../../etc/passwd", "content": "x"}, "not allowed"},
-		{"download_file", map[string]any{"name": "/etc/shadow"}, "not allowed"},
-		{"delete_file", map[string]any{"name": "a/../../b"}, "not allowed"},
-	} {
-		expect(t, tc.tool, call(t, c, ctx, tc.tool, tc.args), true, tc.want)
-	}
-	var req mcp.CallToolRequest
-	req.Params.Name = "no_such_tool"
-	if _, err := c.CallTool(ctx, req); err == nil {
-		t.Fatal("an unknown tool was called")
-	}
-
-	// Closing the MCP session releases its sandbox.
-	expect(t, "allocate", call(t, c, ctx, "execute_python", map[string]any{"code": "1"}), false)
-	before := e.pool.Status().Allocated
-	sid := c.GetSessionId()
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for e.pool.Status().Allocated != before-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("allocated sessions %d after close, want %d", e.pool.Status().Allocated, before-1)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-
-	// Raw HTTP: a call on the closed session, a stolen session id, no
-	// token, a forged id, an oversized body.
-	post := func(token, session, body string) (int, string) {
-		req, _ := http.NewRequest("POST", e.url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("MCP-Protocol-Version", mcp.LATEST_LEGACY_PROTOCOL_VERSION)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		if session != "" {
-			req.Header.Set("Mcp-Session-Id", session)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
-	}
-	callBody := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"execute_python","arguments":{"code":"1"}}}`
-	if st, body := post(aliceKey, sid, callBody); st != http.StatusNotFound {
-		t.Fatalf("call after close: %d %s", st, body)
-	}
-	if st, body := post("", "", callBody); st != http.StatusUnauthorized || !strings.Contains(body, "unauthenticated") {
-		t.Fatalf("no token: %d %s", st, body)
-	}
-	if st, _ := post(aliceKey, "sp1.0123456789abcdef0123456789abcdef.00000000000000000000000000000000", callBody); st != http.StatusNotFound {
-		t.Fatalf("forged session id: %d", st)
-	}
-	live, _ := e.connect(aliceKey, nil)
-	expect(t, "owner", call(t, live, ctx, "execute_python", map[string]any{"code": "secret = 1"}), false)
-	if st, body := post(bobKey, live.GetSessionId(), callBody); st != http.StatusForbidden || !strings.Contains(body, "another caller") {
-		t.Fatalf("stolen session id: %d %s", st, body)
-	}
-	if st, _ := post(aliceKey, live.GetSessionId(), `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"execute_python","arguments":{"code":"`+strings.Repeat("x", 33<<20)+`"}}}`); st != http.StatusRequestEntityTooLarge {
-		t.Fatalf("oversized body: %d", st)
-	}
-	expect(t, "still works", call(t, live, ctx, "execute_python", map[string]any{"code": "secret"}), false, "1")
+	testMCPBindingAndBadInput(t, newInprocEnv(t))
 }
 
+// TestInprocGoSDKClient is TestGoSDKClient over the in-process engine.
 func TestInprocGoSDKClient(t *testing.T) {
 	t.Parallel()
-	e := newInprocEnv(t)
-	ctx := context.Background()
-	for _, version := range []string{"", "2025-11-25", "2025-06-18"} {
-		cl := sdk.NewClient(&sdk.Implementation{Name: "interop", Version: "1"}, &sdk.ClientOptions{
-			ProgressNotificationHandler: func(context.Context, *sdk.ProgressNotificationClientRequest) {},
-		})
-		hc := &http.Client{Transport: bearer{aliceKey}}
-		var opts *sdk.ClientSessionOptions
-		if version != "" {
-			opts = &sdk.ClientSessionOptions{ProtocolVersion: version}
-		}
-		cs, err := cl.Connect(ctx, &sdk.StreamableClientTransport{Endpoint: e.url, HTTPClient: hc}, opts)
-		if err != nil {
-			t.Fatalf("%q: connect: %v", version, err)
-		}
-		// On a failure too: an open session's GET stream would keep the
-		// test server's Close waiting for ever.
-		t.Cleanup(func() { cs.Close() })
-		if cs.ID() == "" {
-			t.Fatalf("%q: no MCP session id (negotiated %s)", version, cs.InitializeResult().ProtocolVersion)
-		}
-		run := func(code string) string {
-			res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "execute_python", Arguments: map[string]any{"code": code}})
-			if err != nil {
-				t.Fatalf("%q: %v", version, err)
-			}
-			var b strings.Builder
-			for _, c := range res.Content {
-				if tc, ok := c.(*sdk.TextContent); ok {
-					b.WriteString(tc.Text)
-				}
-			}
-			return b.String()
-		}
-		run("v = 'kept'")
-		if got := run("v"); !strings.Contains(got, "'kept'") {
-			t.Fatalf("%q: state: %q", version, got)
-		}
-		if err := cs.Close(); err != nil && !errors.Is(err, io.EOF) {
-			t.Fatalf("%q: close: %v", version, err)
-		}
-	}
+	testGoSDKClient(t, newInprocEnv(t))
 }

@@ -41,6 +41,9 @@ type env struct {
 	url  string // the /mcp endpoint
 	pool *pool.Pool
 	mcp  *mcpsrv.Server
+	// inproc: the pool runs on the in-process engine (the host's python3,
+	// without the image's packages).
+	inproc bool
 }
 
 func newEnv(t testing.TB, rt podmantest.Runtime) *env { return newEnvWith(t, rt, api.Limits{}) }
@@ -201,123 +204,150 @@ func TestMCPOverHTTP(t *testing.T) {
 	for _, rt := range podmantest.Runtimes() {
 		t.Run(rt.Name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, rt)
-			ctx := context.Background()
-			a, aNotes := e.connect(aliceKey, nil)
-
-			lt, err := a.ListTools(ctx, mcp.ListToolsRequest{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, tl := range lt.Tools {
-				names = append(names, tl.Name)
-				for _, bad := range []string{"identifier", "session", "container", "path"} {
-					if bytes.Contains(tl.RawInputSchema, []byte(`"`+bad+`"`)) {
-						t.Errorf("%s takes %q", tl.Name, bad)
-					}
-				}
-			}
-			if strings.Join(names, ",") != "delete_file,download_file,execute_python,list_files,reset_session,upload_file" {
-				t.Fatalf("tools: %v", names)
-			}
-
-			// State is kept across calls.
-			expect(t, "define", call(t, a, ctx, "execute_python", map[string]any{"code": "x = 21"}), false, "(no output")
-			expect(t, "use", call(t, a, ctx, "execute_python", map[string]any{"code": "print('double')\nx * 2"}), false, "stdout:\ndouble", "result:\n42")
-
-			// A plot comes back as an image.
-			r := call(t, a, ctx, "execute_python", map[string]any{"code": "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"})
-			var img *mcp.ImageContent
-			for _, c := range r.Content {
-				if ic, ok := mcp.AsImageContent(c); ok {
-					img = ic
-				}
-			}
-			if img == nil || img.MIMEType != "image/png" {
-				t.Fatalf("plot: %+v", r.Content)
-			}
-			if png, _ := base64.StdEncoding.DecodeString(img.Data); !bytes.HasPrefix(png, []byte("\x89PNG")) {
-				t.Fatal("the image is not a PNG")
-			}
-
-			// Files round-trip.
-			expect(t, "upload", call(t, a, ctx, "upload_file", map[string]any{"name": "data.csv", "content": "a,b\n1,2\n3,4\n"}), false, "saved /mnt/data/data.csv (12 bytes)")
-			bin := []byte{0x00, 0xff, 0x10, 0x80}
-			expect(t, "upload binary", call(t, a, ctx, "upload_file", map[string]any{"name": "/mnt/data/raw.bin", "content": base64.StdEncoding.EncodeToString(bin), "encoding": "base64"}), false)
-			expect(t, "read upload", call(t, a, ctx, "execute_python", map[string]any{"code": "import pandas as pd\nint(pd.read_csv('data.csv').b.sum()), open('raw.bin','rb').read()"}), false, `(6, b'\x00\xff\x10\x80')`)
-			expect(t, "list", call(t, a, ctx, "list_files", nil), false, "data.csv\t12\t", "raw.bin\t4\t")
-			r = call(t, a, ctx, "download_file", map[string]any{"name": "data.csv"})
-			if er, ok := mcp.AsEmbeddedResource(r.Content[0]); !ok || r.IsError {
-				t.Fatalf("download text: %+v", r.Content)
-			} else if tr, ok := mcp.AsTextResourceContents(er.Resource); !ok || tr.Text != "a,b\n1,2\n3,4\n" || tr.URI != "file:///mnt/data/data.csv" {
-				t.Fatalf("download text: %+v", er.Resource)
-			}
-			r = call(t, a, ctx, "download_file", map[string]any{"name": "raw.bin"})
-			er, _ := mcp.AsEmbeddedResource(r.Content[len(r.Content)-1])
-			if br, ok := mcp.AsBlobResourceContents(er.Resource); !ok || br.Blob != base64.StdEncoding.EncodeToString(bin) {
-				t.Fatalf("download binary: %+v", r.Content)
-			}
-			expect(t, "delete", call(t, a, ctx, "delete_file", map[string]any{"name": "raw.bin"}), false, "deleted /mnt/data/raw.bin")
-			expect(t, "deleted", call(t, a, ctx, "download_file", map[string]any{"name": "raw.bin"}), true, "not_found")
-
-			// Another conversation (another MCP session of the same
-			// principal) has its own sandbox.
-			b, _ := e.connect(aliceKey, nil)
-			expect(t, "isolated", call(t, b, ctx, "execute_python", map[string]any{"code": "x"}), true, "NameError")
-			expect(t, "isolated files", call(t, b, ctx, "list_files", nil), false, "/mnt/data is empty")
-
-			// Streaming: the output comes as progress messages (with a
-			// progress token) and as logging notifications (once the
-			// client asked for level info), before the result.
-			//lint:ignore SA1019 logging is deprecated only in 2026-07-28, which this endpoint does not serve
-			if err := a.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelInfo}}); err != nil {
-				t.Fatal(err)
-			}
-			r = call(t, a, ctx, "execute_python", map[string]any{"code": "import sys, time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')\nprint('oops', file=sys.stderr)"}, withProgress("p1"))
-			expect(t, "stream", r, false, "first\nsecond")
-			if p := aNotes.progress(); len(p) == 0 || !strings.Contains(strings.Join(p, ""), "first") || !strings.Contains(strings.Join(p, ""), "[stderr] oops") {
-				t.Fatalf("progress messages: %q", p)
-			}
-			if logs := aNotes.logs(); !strings.Contains(logs, "stdout:first") || !strings.Contains(logs, "stderr:oops") {
-				t.Fatalf("logging notifications: %q", logs)
-			}
-
-			// A timeout is a clear error, and the session goes on.
-			expect(t, "timeout", call(t, a, ctx, "execute_python", map[string]any{"code": "import time\ntime.sleep(10)", "timeout": 1}), true, "timeout: the execution ran past its 1s limit")
-			expect(t, "after timeout", call(t, a, ctx, "execute_python", map[string]any{"code": "x"}), false, "21")
-
-			// Oversized output is truncated with a note.
-			expect(t, "flood", call(t, a, ctx, "execute_python", map[string]any{"code": "print('y' * 200000)"}), false, "[truncated: showing the first 16.0 KiB of 195.3 KiB")
-
-			// Cancellation interrupts a sleeping cell: the call ends at once
-			// and the variable it would have set never exists.
-			cctx, cancel := context.WithCancel(ctx)
-			time.AfterFunc(time.Second, cancel)
-			var req mcp.CallToolRequest
-			req.Params.Name, req.Params.Arguments = "execute_python", map[string]any{"code": "import time\ntime.sleep(20)\nlate = 1"}
-			t0 := time.Now()
-			if _, err := a.CallTool(cctx, req); err == nil {
-				t.Fatal("a cancelled call returned a result")
-			}
-			r = call(t, a, ctx, "execute_python", map[string]any{"code": "print('late' in globals(), x)"})
-			expect(t, "after cancel", r, false, "False 21")
-			if d := time.Since(t0); d > 15*time.Second {
-				t.Fatalf("the cancelled cell kept the kernel busy for %v", d)
-			}
-
-			// Reset: a fresh sandbox.
-			expect(t, "reset", call(t, a, ctx, "reset_session", nil), false, "fresh sandbox")
-			expect(t, "after reset", call(t, a, ctx, "execute_python", map[string]any{"code": "x"}), true, "NameError")
+			testMCPOverHTTP(t, newEnv(t, rt))
 		})
 	}
+}
+
+// testMCPOverHTTP tests the tools over Streamable HTTP on e: the tool
+// list, state, images, files, isolation, streaming, timeouts, truncation,
+// cancellation and reset.
+func testMCPOverHTTP(t *testing.T, e *env) {
+	ctx := context.Background()
+	a, aNotes := e.connect(aliceKey, nil)
+
+	lt, err := a.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tl := range lt.Tools {
+		names = append(names, tl.Name)
+		for _, bad := range []string{"identifier", "session", "container", "path"} {
+			if bytes.Contains(tl.RawInputSchema, []byte(`"`+bad+`"`)) {
+				t.Errorf("%s takes %q", tl.Name, bad)
+			}
+		}
+	}
+	if strings.Join(names, ",") != "delete_file,download_file,execute_python,list_files,reset_session,upload_file" {
+		t.Fatalf("tools: %v", names)
+	}
+
+	// State is kept across calls.
+	expect(t, "define", call(t, a, ctx, "execute_python", map[string]any{"code": "x = 21"}), false, "(no output")
+	expect(t, "use", call(t, a, ctx, "execute_python", map[string]any{"code": "print('double')\nx * 2"}), false, "stdout:\ndouble", "result:\n42")
+
+	// A plot comes back as an image.
+	r := call(t, a, ctx, "execute_python", map[string]any{"code": e.figureCode()})
+	var img *mcp.ImageContent
+	for _, c := range r.Content {
+		if ic, ok := mcp.AsImageContent(c); ok {
+			img = ic
+		}
+	}
+	if img == nil || img.MIMEType != "image/png" {
+		t.Fatalf("plot: %+v", r.Content)
+	}
+	if png, _ := base64.StdEncoding.DecodeString(img.Data); !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatal("the image is not a PNG")
+	}
+
+	// Files round-trip.
+	expect(t, "upload", call(t, a, ctx, "upload_file", map[string]any{"name": "data.csv", "content": "a,b\n1,2\n3,4\n"}), false, "saved /mnt/data/data.csv (12 bytes)")
+	bin := []byte{0x00, 0xff, 0x10, 0x80}
+	expect(t, "upload binary", call(t, a, ctx, "upload_file", map[string]any{"name": "/mnt/data/raw.bin", "content": base64.StdEncoding.EncodeToString(bin), "encoding": "base64"}), false)
+	expect(t, "read upload", call(t, a, ctx, "execute_python", map[string]any{"code": e.csvSumCode() + ", open('raw.bin','rb').read()"}), false, `(6, b'\x00\xff\x10\x80')`)
+	expect(t, "list", call(t, a, ctx, "list_files", nil), false, "data.csv\t12\t", "raw.bin\t4\t")
+	r = call(t, a, ctx, "download_file", map[string]any{"name": "data.csv"})
+	if er, ok := mcp.AsEmbeddedResource(r.Content[0]); !ok || r.IsError {
+		t.Fatalf("download text: %+v", r.Content)
+	} else if tr, ok := mcp.AsTextResourceContents(er.Resource); !ok || tr.Text != "a,b\n1,2\n3,4\n" || tr.URI != "file:///mnt/data/data.csv" {
+		t.Fatalf("download text: %+v", er.Resource)
+	}
+	r = call(t, a, ctx, "download_file", map[string]any{"name": "raw.bin"})
+	er, _ := mcp.AsEmbeddedResource(r.Content[len(r.Content)-1])
+	if br, ok := mcp.AsBlobResourceContents(er.Resource); !ok || br.Blob != base64.StdEncoding.EncodeToString(bin) {
+		t.Fatalf("download binary: %+v", r.Content)
+	}
+	expect(t, "delete", call(t, a, ctx, "delete_file", map[string]any{"name": "raw.bin"}), false, "deleted /mnt/data/raw.bin")
+	expect(t, "deleted", call(t, a, ctx, "download_file", map[string]any{"name": "raw.bin"}), true, "not_found")
+
+	// Another conversation (another MCP session of the same
+	// principal) has its own sandbox.
+	b, _ := e.connect(aliceKey, nil)
+	expect(t, "isolated", call(t, b, ctx, "execute_python", map[string]any{"code": "x"}), true, "NameError")
+	expect(t, "isolated files", call(t, b, ctx, "list_files", nil), false, "/mnt/data is empty")
+
+	// Streaming: the output comes as progress messages (with a
+	// progress token) and as logging notifications (once the
+	// client asked for level info), before the result.
+	//lint:ignore SA1019 logging is deprecated only in 2026-07-28, which this endpoint does not serve
+	if err := a.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelInfo}}); err != nil {
+		t.Fatal(err)
+	}
+	r = call(t, a, ctx, "execute_python", map[string]any{"code": "import sys, time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')\nprint('oops', file=sys.stderr)"}, withProgress("p1"))
+	expect(t, "stream", r, false, "first\nsecond")
+	if p := aNotes.progress(); len(p) == 0 || !strings.Contains(strings.Join(p, ""), "first") || !strings.Contains(strings.Join(p, ""), "[stderr] oops") {
+		t.Fatalf("progress messages: %q", p)
+	}
+	if logs := aNotes.logs(); !strings.Contains(logs, "stdout:first") || !strings.Contains(logs, "stderr:oops") {
+		t.Fatalf("logging notifications: %q", logs)
+	}
+
+	// A timeout is a clear error, and the session goes on.
+	expect(t, "timeout", call(t, a, ctx, "execute_python", map[string]any{"code": "import time\ntime.sleep(10)", "timeout": 1}), true, "timeout: the execution ran past its 1s limit")
+	expect(t, "after timeout", call(t, a, ctx, "execute_python", map[string]any{"code": "x"}), false, "21")
+
+	// Oversized output is truncated with a note.
+	expect(t, "flood", call(t, a, ctx, "execute_python", map[string]any{"code": "print('y' * 200000)"}), false, "[truncated: showing the first 16.0 KiB of 195.3 KiB")
+
+	// Cancellation interrupts a sleeping cell: the call ends at once
+	// and the variable it would have set never exists.
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(time.Second, cancel)
+	var req mcp.CallToolRequest
+	req.Params.Name, req.Params.Arguments = "execute_python", map[string]any{"code": "import time\ntime.sleep(20)\nlate = 1"}
+	t0 := time.Now()
+	if _, err := a.CallTool(cctx, req); err == nil {
+		t.Fatal("a cancelled call returned a result")
+	}
+	r = call(t, a, ctx, "execute_python", map[string]any{"code": "print('late' in globals(), x)"})
+	expect(t, "after cancel", r, false, "False 21")
+	if d := time.Since(t0); d > 15*time.Second {
+		t.Fatalf("the cancelled cell kept the kernel busy for %v", d)
+	}
+
+	// Reset: a fresh sandbox.
+	expect(t, "reset", call(t, a, ctx, "reset_session", nil), false, "fresh sandbox")
+	expect(t, "after reset", call(t, a, ctx, "execute_python", map[string]any{"code": "x"}), true, "NameError")
+}
+
+// figureCode shows a figure: matplotlib in the image; on the in-process
+// engine (no matplotlib on the host), a PNG through IPython.
+func (e *env) figureCode() string {
+	if e.inproc {
+		return pngCode
+	}
+	return "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"
+}
+
+// csvSumCode is an expression: the sum of column b of data.csv.
+func (e *env) csvSumCode() string {
+	if e.inproc {
+		return "import csv\nsum(int(r['b']) for r in csv.DictReader(open('data.csv')))"
+	}
+	return "import pandas as pd\nint(pd.read_csv('data.csv').b.sum())"
 }
 
 // TestMCPBindingAndBadInput: sessions bound to principals and conversations,
 // released at close; bad arguments and bad requests get clear errors.
 func TestMCPBindingAndBadInput(t *testing.T) {
-	rt := podmantest.Runsc
-	e := newEnv(t, rt)
+	testMCPBindingAndBadInput(t, newEnv(t, podmantest.Runsc))
+}
+
+// testMCPBindingAndBadInput tests on e: sessions bound to principals and
+// conversations, released at close; bad arguments and requests.
+func testMCPBindingAndBadInput(t *testing.T, e *env) {
 	ctx := context.Background()
 
 	// The host application's conversation id: two MCP sessions share
@@ -412,8 +442,10 @@ func TestMCPBindingAndBadInput(t *testing.T) {
 
 // TestGoSDKClient: the official Go SDK interoperates, whichever protocol
 // revision it asks for first.
-func TestGoSDKClient(t *testing.T) {
-	e := newEnv(t, podmantest.Runc)
+func TestGoSDKClient(t *testing.T) { testGoSDKClient(t, newEnv(t, podmantest.Runc)) }
+
+// testGoSDKClient tests the official Go SDK's client on e.
+func testGoSDKClient(t *testing.T, e *env) {
 	ctx := context.Background()
 	for _, version := range []string{"", "2025-11-25", "2025-06-18"} {
 		cl := sdk.NewClient(&sdk.Implementation{Name: "interop", Version: "1"}, &sdk.ClientOptions{
@@ -428,6 +460,9 @@ func TestGoSDKClient(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: connect: %v", version, err)
 		}
+		// On a failure too: an open session's GET stream would keep the
+		// test server's Close waiting for ever.
+		t.Cleanup(func() { cs.Close() })
 		if cs.ID() == "" {
 			t.Fatalf("%q: no MCP session id (negotiated %s)", version, cs.InitializeResult().ProtocolVersion)
 		}
