@@ -27,10 +27,12 @@ test: deps image
 
 # The surface tests over the in-process engine (real agents on the host's
 # python3, no podman): api, WebSocket, MCP and tools, with the golden files
-# (go test ... -update rewrites them). They also run in `make test`.
+# (go test ... -update rewrites them), and the hardening tests of the HTTP
+# layer in front of the pools; those of them that need podman skip. They
+# also run in `make test`.
 test-inproc:
 	go test -race -count=1 ./internal/inproc/
-	go test -race -count=1 -run 'Inproc|Golden' ./api/ ./tools/ ./tools/mcp/
+	go test -race -count=1 -run 'Inproc|Golden|^TestF[0-9]|^TestServerClose' ./api/ ./tools/ ./tools/mcp/
 
 bench: deps image
 	go test -count=1 -run '^$$' -bench 'ExecuteTiny|PodmanExecBaseline' -benchtime 1000x ./sandbox/podman/
