@@ -164,7 +164,9 @@ func forkBudget(init, gvisor bool) int {
 	if total <= 0 {
 		return 0
 	}
-	reserve := max(256<<20, total/4)
+	// Half the memory stays for the agent, the Sentry and what the
+	// processes write once forked (a quarter was too little under load).
+	reserve := max(256<<20, total/2)
 	return int(max(total-reserve, 0)/forkCost) + 8 // the agent, its bridge and the kernel count too
 }
 
