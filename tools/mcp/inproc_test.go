@@ -1,18 +1,11 @@
 package mcp_test
 
 import (
-	"context"
-	"net/http"
-	"net/http/httptest"
 	"testing"
-
-	"github.com/rs/zerolog"
 
 	"github.com/sandpool/sandpool/api"
 	"github.com/sandpool/sandpool/internal/inproc"
 	"github.com/sandpool/sandpool/pool"
-	"github.com/sandpool/sandpool/tools"
-	mcpsrv "github.com/sandpool/sandpool/tools/mcp"
 )
 
 // The tests in this file are the MCP surface's integration tests
@@ -29,31 +22,9 @@ func newInprocEnv(t *testing.T) *env {
 		Scale:     pool.ScaleConfig{MaxConcurrentSessions: 8, ReadySessionInstances: ptr(0)},
 		Execution: pool.ExecutionConfig{DefaultTimeoutInSeconds: 30, MaxTimeoutInSeconds: 60}}
 	m, _ := inproc.Manager(t, cfg)
-	p := m.Pool(cfg.Name)
-	ms, err := mcpsrv.New(mcpsrv.Options{
-		Service:   tools.NewService(p, tools.PoolLimits(p.Config())),
-		Secret:    m.Hasher().Derive("mcp"),
-		Principal: api.PrincipalFrom,
-		Log:       zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := api.New(context.Background(), api.Options{Manager: m, MCP: func(string) http.Handler { return ms.Handler() },
-		Auth: api.AuthConfig{APIKeys: []api.APIKey{{Name: "alice", Key: aliceKey}, {Name: "bob", Key: bobKey}}},
-		Log:  zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(nil)
-	ts.Config = s.HTTPServer(nil)
-	ts.Start()
-	t.Cleanup(func() {
-		ts.Close()
-		s.Close(context.Background())
-		ms.Close(context.Background())
-	})
-	return &env{t: t, url: ts.URL + "/mcp", pool: p, mcp: ms, inproc: true}
+	e := serveMCP(t, m, m.Pool(cfg.Name), api.Limits{}, nil)
+	e.inproc = true
+	return e
 }
 
 // pngCode displays a 1x1 PNG through IPython's display machinery (the host

@@ -58,7 +58,12 @@ func newEnvOpts(t testing.TB, rt podmantest.Runtime, limits api.Limits, set func
 		Scale:     pool.ScaleConfig{MaxConcurrentSessions: 8, ReadySessionInstances: ptr(1)},
 		Execution: pool.ExecutionConfig{DefaultTimeoutInSeconds: 30, MaxTimeoutInSeconds: 60}}
 	m := podmantest.Manager(t, rt, cfg)
-	p := m.Pool(cfg.Name)
+	return serveMCP(t, m, m.Pool(cfg.Name), limits, set)
+}
+
+// serveMCP mounts an MCP server over p behind the real HTTP surface of m,
+// as `sandpool serve` wires it, with the server's options adjusted by set.
+func serveMCP(t testing.TB, m *pool.Manager, p *pool.Pool, limits api.Limits, set func(*mcpsrv.Options)) *env {
 	opt := mcpsrv.Options{
 		Service:   tools.NewService(p, tools.PoolLimits(p.Config())),
 		Secret:    m.Hasher().Derive("mcp"),
