@@ -50,6 +50,7 @@ bench: deps image
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sandpool-agent ./cmd/sandpool-agent
+	CGO_ENABLED=0 go build -trimpath -o bin/sandpool-runsc ./cmd/sandpool-runsc
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sandpool ./cmd/sandpool
 
 image: build

@@ -53,6 +53,10 @@ func statusOf(c errcode.Code) int {
 		return http.StatusGatewayTimeout
 	case codeUpstreamFailed:
 		return http.StatusBadGateway
+	case errcode.Unsupported:
+		return http.StatusNotImplemented
+	case errcode.CheckpointInvalid:
+		return http.StatusUnprocessableEntity
 	}
 	return http.StatusInternalServerError
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -54,8 +55,9 @@ type Config struct {
 	// Image is the sandbox image; default the image `sandpool image build`
 	// makes.
 	Image string `yaml:"image"`
-	// Runtime is the OCI runtime: runsc (gVisor, default), runc, or a Kata
-	// build.
+	// Runtime is the OCI runtime: runsc (the pinned current gVisor,
+	// default), runsc-debian (Debian's runsc), runc, a Kata build, or an
+	// OCI runtime's absolute path.
 	Runtime string `yaml:"runtime"`
 	// Isolation is what sandboxes must report (container, gvisor, vm);
 	// default from the runtime. A mismatch fails the sandbox.
@@ -226,7 +228,7 @@ type ExecutionConfig struct {
 // Defaults.
 const (
 	DefaultPoolName    = "default"
-	DefaultRuntime     = "runsc"
+	DefaultRuntime     = sandbox.RuntimeGVisor
 	defaultCooldown    = 300
 	defaultMaxAlive    = 86400
 	defaultMaxAliveOCE = 3600 // OnContainerExit, as Azure's CLI
@@ -272,7 +274,7 @@ func (c *Config) setDefaults() {
 	}
 	setDef(&c.Runtime, DefaultRuntime)
 	if c.Isolation == "" {
-		c.Isolation = IsolationOf(c.Runtime)
+		c.Isolation = sandbox.IsolationOf(c.Runtime)
 	}
 	setDef(&c.Resources.CPU, def.CPUs)
 	setDef(&c.Resources.Memory, Quantity(def.Memory))
@@ -304,17 +306,6 @@ func setDef[T comparable](p *T, v T) {
 	}
 }
 
-// IsolationOf is the isolation a runtime provides: gvisor for runsc, vm for
-// Kata, container otherwise.
-func IsolationOf(runtime string) sandbox.Isolation {
-	switch {
-	case runtime == "runsc":
-		return sandbox.IsolationGVisor
-	case strings.HasPrefix(runtime, "kata"):
-		return sandbox.IsolationVM
-	}
-	return sandbox.IsolationContainer
-}
 
 var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{2,62}$`)
 
@@ -343,10 +334,10 @@ func (c *Config) Normalize() error {
 		bad("containerType", "must be PythonLTS or CustomContainer, not %q", c.ContainerType)
 	}
 	switch c.Runtime {
-	case "runc", "runsc":
+	case sandbox.RuntimeRunc, sandbox.RuntimeGVisor, sandbox.RuntimeGVisorDebian:
 	default:
-		if !strings.HasPrefix(c.Runtime, "kata") {
-			bad("runtime", "must be runsc, runc or a kata runtime, not %q", c.Runtime)
+		if !strings.HasPrefix(c.Runtime, "kata") && !(filepath.IsAbs(c.Runtime) && filepath.Clean(c.Runtime) == c.Runtime) {
+			bad("runtime", "must be runsc, runsc-debian, runc, a kata runtime or an absolute path, not %q", c.Runtime)
 		}
 	}
 	switch c.Isolation {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -66,6 +67,7 @@ type Conn struct {
 	sess   *yamux.Session
 	closed bool
 	wg     sync.WaitGroup // refuseStreams of each session
+	ops    atomic.Int64   // operations between open and release
 }
 
 // NewConn returns a Conn that reaches the agent through d.
@@ -83,6 +85,10 @@ func (c *Conn) Close() error {
 	c.wg.Wait()
 	return err
 }
+
+// InFlight is the number of operations (executions, file transfers,
+// info requests) in progress on the connection.
+func (c *Conn) InFlight() int { return int(c.ops.Load()) }
 
 // Reset drops the current connection; the next operation dials again.
 func (c *Conn) Reset() {
@@ -166,17 +172,21 @@ func (c *Conn) classify(ctx context.Context, err error) error {
 // and reads and writes in progress return at once. The caller must call
 // the returned release when done with the stream.
 func (c *Conn) open(ctx context.Context, req *agentproto.Request) (*yamux.Stream, func(), error) {
+	c.ops.Add(1)
 	st, err := c.stream(ctx, req)
 	if err != nil {
+		c.ops.Add(-1)
 		return nil, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() {
 		st.Close()
 		_ = st.SetDeadline(time.Now())
 	})
+	var once sync.Once
 	return st, func() {
 		stop()
 		st.Close()
+		once.Do(func() { c.ops.Add(-1) })
 	}, nil
 }
 

@@ -45,11 +45,15 @@ func LocalHost() HostIdentity {
 // expectation rejects: the gate fails closed.
 func Classify(host HostIdentity, id Identity) Isolation {
 	switch {
-	case agentproto.LooksLikeGVisor(agentproto.Identity{Release: id.Release, Version: id.Version, BootID: id.BootID, Syslog: id.Syslog}):
-		return IsolationGVisor
 	case id.BootID != "" && id.BootID == host.BootID:
-		// The boot id is not namespaced: only the host kernel has it.
+		// The boot id is not namespaced: only the host kernel has it,
+		// whatever else the report says (a host that once ran gVisor may
+		// have "gVisor" in its own kernel log).
 		return IsolationContainer
+	case id.Release != host.Release && agentproto.LooksLikeGVisor(agentproto.Identity{Release: id.Release, Version: id.Version, BootID: id.BootID, Syslog: id.Syslog}):
+		// Under gVisor the CPU's hypervisor flag may show (systrap, or a
+		// host that is itself a VM): the synthetic kernel decides first.
+		return IsolationGVisor
 	case host.BootID == "" && id.Release == host.Release && id.BootID != "":
 		return IsolationContainer
 	case id.Hypervisor && id.BootID != "" && id.BootID != host.BootID:

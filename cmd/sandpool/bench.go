@@ -31,6 +31,7 @@ import (
 	"github.com/sandpool/sandpool/api"
 	"github.com/sandpool/sandpool/internal/logging"
 	"github.com/sandpool/sandpool/pool"
+	"github.com/sandpool/sandpool/sandbox"
 	"github.com/sandpool/sandpool/sandbox/image"
 	"github.com/sandpool/sandpool/sandbox/podman"
 )
@@ -89,9 +90,16 @@ func (o *benchOptions) check() error {
 		}
 	}
 	for _, rt := range o.runtimes {
-		if rt != "runc" && rt != "runsc" {
-			errs = append(errs, fmt.Errorf("--runtime: %q: sandpool bench measures runc and runsc", rt))
+		name, platform := splitRuntime(rt)
+		switch {
+		case !slices.Contains(benchRuntimes, name):
+			errs = append(errs, fmt.Errorf("--runtime: %q: sandpool bench measures %s", rt, strings.Join(benchRuntimes, ", ")))
+		case platform != "" && (!sandbox.IsGVisor(name) || platform != podman.PlatformPtrace && platform != podman.PlatformSystrap):
+			errs = append(errs, fmt.Errorf("--runtime: %q: a platform (ptrace or systrap) applies to the runsc runtimes", rt))
 		}
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(o.runtimes)))) != len(o.runtimes) {
+		errs = append(errs, errors.New("--runtime: a runtime is named twice"))
 	}
 	for k, v := range o.labels {
 		switch {
@@ -112,7 +120,9 @@ func benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure sandpool on this machine, each figure beside a baseline measured in the same run",
 		Long: `bench starts pools of sandboxes behind an in-process HTTP server on
-loopback, as serve does, and measures for each runtime (runc, runsc):
+loopback, as serve does, and measures for each runtime: runc, runsc-debian
+(Debian's 2022 gVisor) and runsc (the pinned current gVisor), a gVisor one
+optionally with its platform (runsc:ptrace, runsc:systrap):
 
   execute         x = 1 on an allocated session over the HTTP API
   first_execution the first execution on a new identifier, a warm sandbox waiting
@@ -123,6 +133,10 @@ loopback, as serve does, and measures for each runtime (runc, runsc):
   mcp_execute     MCP tools/call execute_python x = 1 over Streamable HTTP
   idle_memory     host memory of an idle warm sandbox (PSS of its processes), --idle of them
   idle_density    idle sandboxes per GiB, from idle_memory
+  checkpoint      (current gVisor) checkpoint of an idle kernel with numpy,
+                  pandas and matplotlib imported; checkpoint_image its size
+  restore_first   restore of that image to its first execution, beside the
+                  cold creation of the same sandbox to its first execution
 
 Baselines: podman exec and podman run --rm per execution (podman CLI),
 sandpool without a warm sandbox, the same execution in process, and plain
@@ -140,14 +154,14 @@ with --json, JSON) to stdout.`,
 			if len(o.runtimes) == 0 {
 				o.runtimes = installedRuntimes()
 				if len(o.runtimes) == 0 {
-					return errors.New("neither runc nor runsc is installed")
+					return errors.New("none of " + strings.Join(benchRuntimes, ", ") + " is installed")
 				}
 			}
 			return runBench(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.runtimes, "runtime", nil, "runtimes to measure: runc, runsc (default: those installed)")
+	f.StringSliceVar(&o.runtimes, "runtime", nil, "runtimes to measure, RUNTIME[:PLATFORM]: runc, runsc-debian, runsc, runsc:ptrace, runsc:systrap (default: runc, runsc-debian, runsc, those installed)")
 	f.IntVar(&o.samples, "samples", defaultSamples, fmt.Sprintf("samples of each round trip (execute, ws_first_chunk, mcp_execute); the podman exec baselines take min(%d, N), podman run --rm min(%d, N/40) (at least 1)", maxExecSamples, maxRunSamples))
 	f.IntVar(&o.firstSamples, "first-samples", maxFirstSamples, fmt.Sprintf("first executions on new identifiers (default min(--samples, %d)); the baseline without a warm sandbox takes min(%d, M/4) (at least 1)", maxFirstSamples, maxColdSamples))
 	f.IntVar(&o.burst, "burst", 8, "new identifiers at once in the burst (and readySessionInstances of its pool)")
@@ -161,11 +175,20 @@ with --json, JSON) to stdout.`,
 	return cmd
 }
 
-// installedRuntimes are the runtimes bench knows that are on PATH.
+// benchRuntimes are the runtimes bench measures.
+var benchRuntimes = []string{sandbox.RuntimeRunc, sandbox.RuntimeGVisorDebian, sandbox.RuntimeGVisor}
+
+// splitRuntime splits a --runtime value, RUNTIME[:PLATFORM].
+func splitRuntime(v string) (name, platform string) {
+	name, platform, _ = strings.Cut(v, ":")
+	return name, platform
+}
+
+// installedRuntimes are the runtimes bench knows that are installed.
 func installedRuntimes() []string {
 	var out []string
-	for _, rt := range []string{"runc", "runsc"} {
-		if _, err := exec.LookPath(rt); err == nil {
+	for _, rt := range benchRuntimes {
+		if podman.RuntimeInstalled(rt) == nil {
 			out = append(out, rt)
 		}
 	}
@@ -283,8 +306,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (re
 		return errors.New("podman is not installed")
 	}
 	for _, rt := range o.runtimes {
-		if _, err := exec.LookPath(rt); err != nil {
-			return fmt.Errorf("--runtime: %s is not installed", rt)
+		name, _ := splitRuntime(rt)
+		if err := podman.RuntimeInstalled(name); err != nil {
+			return fmt.Errorf("--runtime: %s: %w", rt, err)
 		}
 	}
 	if err := exec.CommandContext(ctx, "podman", "image", "exists", o.image).Run(); err != nil {
@@ -334,7 +358,8 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (re
 	}()
 	for _, rt := range o.runtimes {
 		b.say("%s: starting a podman service", rt)
-		e, err := podman.New(ctx, podman.Config{Runtime: rt, StateDir: b.stateDir, AgentPath: o.agent,
+		name, platform := splitRuntime(rt)
+		e, err := podman.New(ctx, podman.Config{Runtime: name, Platform: platform, StateDir: b.stateDir, AgentPath: o.agent,
 			Log: logging.Component(log, "engine").With().Str("runtime", rt).Logger()})
 		if err != nil {
 			return fmt.Errorf("start the %s engine: %w", rt, err)
@@ -443,7 +468,8 @@ type benchServer struct {
 }
 
 func (b *bench) poolConfig(rt, name string, maxSessions, ready int) poolEntry {
-	return poolEntry{Config: pool.Config{Name: name + "-" + rt, Runtime: rt, Image: b.o.image,
+	rtName, _ := splitRuntime(rt)
+	return poolEntry{Config: pool.Config{Name: poolName(name, rt), Runtime: rtName, Image: b.o.image,
 		Scale: pool.ScaleConfig{MaxConcurrentSessions: maxSessions, ReadySessionInstances: &ready}}}
 }
 
@@ -451,7 +477,7 @@ func (b *bench) poolConfig(rt, name string, maxSessions, ready int) poolEntry {
 func (b *bench) startServer(ctx context.Context, rt string, pools ...poolEntry) (_ *benchServer, retErr error) {
 	cfg := &fileConfig{Pools: pools, Server: serverConfig{
 		StateDir: b.stateDir, ServerID: b.serverID, Agent: b.o.agent,
-		Engines: map[string]engineConfig{rt: {Socket: b.engines[rt].Socket()}},
+		Engines: map[string]engineConfig{b.engines[rt].Runtime(): {Socket: b.engines[rt].Socket()}},
 		Auth:    api.AuthConfig{APIKeys: []api.APIKey{{Name: "bench", Key: b.key}}},
 		// Rate limits would throttle the round trips.
 		Limits: api.Limits{RequestsPerSecond: 1e6, Burst: 1e6, ConcurrentRequests: 1024},
@@ -505,7 +531,10 @@ func (s *benchServer) doClose(ctx context.Context) {
 	}
 }
 
-func (s *benchServer) pool(name string) *pool.Pool { return s.run.mgr.Pool(name + "-" + s.rt) }
+func (s *benchServer) pool(name string) *pool.Pool { return s.run.mgr.Pool(poolName(name, s.rt)) }
+
+// poolName is the name of the bench's pool name for runtime rt.
+func poolName(name, rt string) string { return name + "-" + strings.ReplaceAll(rt, ":", "-") }
 
 // execute posts code to the executions route of p for identifier and
 // times the round trip.

@@ -17,11 +17,12 @@ import (
 	"github.com/sandpool/sandpool/sandbox/podman"
 )
 
-// podmanCLI runs the podman command line with rt and its default runtime
-// flags (those of sandpool's services) as global options.
-func podmanCLI(ctx context.Context, rt string, args ...string) *exec.Cmd {
-	global := []string{"--runtime", rt}
-	for _, f := range podman.DefaultRuntimeFlags(rt) {
+// podmanCLI runs the podman command line with rt's runtime and the
+// runtime flags of its engine's service as global options.
+func (b *bench) podmanCLI(ctx context.Context, rt string, args ...string) *exec.Cmd {
+	e := b.engines[rt]
+	global := []string{"--runtime", e.RuntimePath()}
+	for _, f := range e.RuntimeFlags() {
 		global = append(global, "--runtime-flag", f)
 	}
 	return exec.CommandContext(ctx, "podman", append(global, args...)...)
@@ -44,7 +45,7 @@ func (b *bench) runArgs(rt string, args ...string) []string {
 	out := []string{"run", "--pull", "never", "--network", "none",
 		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
 		"--memory", strconv.FormatInt(sandbox.DefaultResources().Memory, 10)}
-	for k, v := range b.labels(map[string]string{podman.LabelEngine: rt, pool.LabelPool: "baseline"}) {
+	for k, v := range b.labels(map[string]string{podman.LabelEngine: b.engines[rt].Runtime(), pool.LabelPool: "baseline"}) {
 		out = append(out, "--label", k+"="+v)
 	}
 	return append(out, args...)
@@ -53,7 +54,7 @@ func (b *bench) runArgs(rt string, args ...string) []string {
 // runRm times one `podman run --rm IMAGE python3 -c code`.
 func (b *bench) runRm(ctx context.Context, rt, code string) (time.Duration, error) {
 	t0 := time.Now()
-	_, err := runCLI(podmanCLI(ctx, rt, b.runArgs(rt, "--rm", b.o.image, "python3", "-c", code)...))
+	_, err := runCLI(b.podmanCLI(ctx, rt, b.runArgs(rt, "--rm", b.o.image, "python3", "-c", code)...))
 	return time.Since(t0), err
 }
 
@@ -116,7 +117,7 @@ func (b *bench) idleBaseline(ctx context.Context, rt string) error {
 		}
 	}()
 	for range k {
-		out, err := runCLI(podmanCLI(ctx, rt, b.runArgs(rt, "-d", b.o.image, "python3", "-c", code)...))
+		out, err := runCLI(b.podmanCLI(ctx, rt, b.runArgs(rt, "-d", b.o.image, "python3", "-c", code)...))
 		if err != nil {
 			return err
 		}
@@ -157,7 +158,7 @@ func (b *bench) idleBaseline(ctx context.Context, rt string) error {
 // the podman run samples rd.
 func (b *bench) execBaselines(ctx context.Context, rt string, rd []time.Duration) (retErr error) {
 	e := b.engines[rt]
-	sb, err := e.Create(ctx, sandbox.Spec{Image: b.o.image, Isolation: pool.IsolationOf(rt), Labels: b.labels(map[string]string{pool.LabelPool: "baseline"})})
+	sb, err := e.Create(ctx, sandbox.Spec{Image: b.o.image, Isolation: sandbox.IsolationOf(e.Runtime()), Labels: b.labels(map[string]string{pool.LabelPool: "baseline"})})
 	if err != nil {
 		return err
 	}
@@ -173,7 +174,7 @@ func (b *bench) execBaselines(ctx context.Context, rt string, rd []time.Duration
 	b.say("%s: baseline: podman exec per execution: %d samples, then %d streaming", rt, n, n)
 	ed, err := repeat(ctx, n, func(int) (time.Duration, error) {
 		t0 := time.Now()
-		_, err := runCLI(podmanCLI(ctx, rt, "exec", sb.ID, "python3", "-c", benchCode))
+		_, err := runCLI(b.podmanCLI(ctx, rt, "exec", sb.ID, "python3", "-c", benchCode))
 		return time.Since(t0), err
 	})
 	if err != nil {
@@ -182,7 +183,7 @@ func (b *bench) execBaselines(ctx context.Context, rt string, rd []time.Duration
 	b.baseline(rt, "execute", "podman exec python3 -c 'x = 1' (CLI)", latencyValue(ed))
 	b.baseline(rt, "execute", "podman run --rm python3 -c 'x = 1' (CLI)", latencyValue(rd))
 	sd, err := repeat(ctx, n, func(int) (time.Duration, error) {
-		return firstByte(ctx, podmanCLI(ctx, rt, "exec", sb.ID, "python3", "-u", "-c", benchStreamCode))
+		return firstByte(ctx, b.podmanCLI(ctx, rt, "exec", sb.ID, "python3", "-u", "-c", benchStreamCode))
 	})
 	if err != nil {
 		return err

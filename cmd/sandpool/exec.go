@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandpool/sandpool/internal/logging"
-	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox"
 	"github.com/sandpool/sandpool/sandbox/image"
 	"github.com/sandpool/sandpool/sandbox/podman"
@@ -90,7 +89,7 @@ still there.`,
 					return err
 				}
 			} else {
-				iso := pool.IsolationOf(ef.runtime)
+				iso := sandbox.IsolationOf(ef.runtime)
 				if ef.isolation != "" {
 					iso = sandbox.Isolation(ef.isolation)
 				}

@@ -64,6 +64,13 @@ const (
 	// RateLimited means the caller sent more requests, or more at once,
 	// than its limits allow; Retry-After says when to come back.
 	RateLimited Code = "rate_limited"
+	// Unsupported means the sandbox's runtime cannot do this (checkpoint
+	// under runc, for instance).
+	Unsupported Code = "unsupported"
+	// CheckpointInvalid means a checkpoint image is missing, incomplete,
+	// corrupt, or was taken with another runtime version or sandbox spec:
+	// it cannot be restored, and nothing was started from it.
+	CheckpointInvalid Code = "checkpoint_invalid"
 )
 
 // Error is an error with a stable code and a message that is safe to show

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/sandpool/sandpool/pool"
+	"github.com/sandpool/sandpool/sandbox"
 )
 
 // Runtime is the runtime name the in-process engine stands in for in a pool
@@ -38,7 +39,7 @@ func ForTest(t testing.TB, cfg Config) *Engine {
 func Manager(t testing.TB, cfg pool.Config, opts ...func(*pool.ManagerOptions)) (*pool.Manager, *Engine) {
 	t.Helper()
 	e := ForTest(t, Config{})
-	cfg.Runtime, cfg.Isolation = Runtime, pool.IsolationOf(Runtime)
+	cfg.Runtime, cfg.Isolation = Runtime, sandbox.IsolationOf(Runtime)
 	if cfg.Image == "" {
 		cfg.Image = "inproc"
 	}

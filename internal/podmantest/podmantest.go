@@ -38,14 +38,20 @@ type Runtime struct {
 	Isolation sandbox.Isolation
 }
 
-// The runtimes every integration test runs under.
+// The runtimes integration tests run under: runc, the current gVisor
+// (runsc, sandpool's default) and Debian's 2022 gVisor (runsc-debian).
 var (
-	Runc  = Runtime{Name: "runc", Isolation: sandbox.IsolationContainer}
-	Runsc = Runtime{Name: "runsc", Isolation: sandbox.IsolationGVisor}
+	Runc        = Runtime{Name: sandbox.RuntimeRunc, Isolation: sandbox.IsolationContainer}
+	Runsc       = Runtime{Name: sandbox.RuntimeGVisor, Isolation: sandbox.IsolationGVisor}
+	RunscDebian = Runtime{Name: sandbox.RuntimeGVisorDebian, Isolation: sandbox.IsolationGVisor}
 )
 
-// Runtimes lists the runtimes to test.
+// Runtimes lists the runtimes every integration test runs under.
 func Runtimes() []Runtime { return []Runtime{Runc, Runsc} }
+
+// AllRuntimes adds Debian's runsc, for the tests of the engine and of
+// isolation (the battery), which say what differs between the two gVisors.
+func AllRuntimes() []Runtime { return []Runtime{Runc, Runsc, RunscDebian} }
 
 // LabelRun marks the containers of one test binary's run.
 const LabelRun = "sandpool.test"
@@ -57,6 +63,7 @@ var (
 	mu      sync.Mutex
 	engines = map[string]*podman.Engine{}
 	agent   string
+	wrapper string
 	agentEr error
 	once    sync.Once
 )
@@ -147,7 +154,8 @@ func skip(t testing.TB, format string, args ...any) {
 	t.Skipf("skipping integration test: %s (run `make test` to set everything up)", msg)
 }
 
-// Agent builds the static agent binary once per test binary.
+// Agent builds the static agent binary (and the runsc wrapper) once per
+// test binary.
 func Agent(t testing.TB) string {
 	t.Helper()
 	once.Do(func() {
@@ -158,7 +166,8 @@ func Agent(t testing.TB) string {
 		}
 		stateDir = dir
 		agent = filepath.Join(dir, "sandpool-agent")
-		cmd := exec.Command("go", "build", "-o", agent, "github.com/sandpool/sandpool/cmd/sandpool-agent")
+		wrapper = filepath.Join(dir, "sandpool-runsc")
+		cmd := exec.Command("go", "build", "-o", dir, "github.com/sandpool/sandpool/cmd/sandpool-agent", "github.com/sandpool/sandpool/cmd/sandpool-runsc")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			agentEr = fmt.Errorf("building the agent: %v\n%s", err, out)
@@ -239,6 +248,12 @@ func AppSpec(t testing.TB, rt Runtime) sandbox.Spec {
 	return s
 }
 
+// Wrapper is the runsc wrapper binary (sandpool-runsc) of this run.
+func Wrapper(t testing.TB) string {
+	Agent(t)
+	return wrapper
+}
+
 // StateDir is this run's sandpool state directory.
 func StateDir(t testing.TB) string {
 	Agent(t)
@@ -251,10 +266,11 @@ func Check(t testing.TB, rt Runtime) {
 	if os.Geteuid() != 0 {
 		skip(t, "needs root (rootful podman; gVisor does not run rootless)")
 	}
-	for _, bin := range []string{"podman", rt.Name} {
-		if _, err := exec.LookPath(bin); err != nil {
-			skip(t, "%s is not installed", bin)
-		}
+	if _, err := exec.LookPath("podman"); err != nil {
+		skip(t, "podman is not installed")
+	}
+	if err := podman.RuntimeInstalled(rt.Name); err != nil {
+		skip(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -288,9 +304,10 @@ func NewEngine(t testing.TB, rt Runtime, agentPath string) (*podman.Engine, erro
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return podman.New(ctx, podman.Config{
-		Runtime:   rt.Name,
-		StateDir:  stateDir,
-		AgentPath: agentPath,
+		Runtime:        rt.Name,
+		StateDir:       stateDir,
+		AgentPath:      agentPath,
+		RuntimeWrapper: wrapper,
 		// Not a test writer: the shared engine outlives the test that
 		// created it.
 		Log: zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Str("runtime", rt.Name).Logger(),

@@ -227,11 +227,18 @@ type Identity struct {
 // GVisorVersion is the synthetic uname version every gVisor release reports.
 const GVisorVersion = "#1 SMP Sun Jan 10 15:06:54 PST 2016"
 
-// LooksLikeGVisor reports an identity that only gVisor produces: its
-// synthetic kernel log, or its synthetic uname with no boot id. (The kernel
-// log is usually unreadable: sandpool's seccomp profile denies syslog.)
+// LooksLikeGVisor reports an identity that gVisor produces: its synthetic
+// kernel log, or its synthetic uname version with either no boot id
+// (releases of 2022, which report release 4.4.0) or a release ending in
+// "-gvisor" (current ones report 4.19.0-gvisor and a boot id of their own).
+// (The kernel log is usually unreadable: sandpool's seccomp profile denies
+// syslog.) The isolation gate also checks that the evidence is not the
+// host's own kernel.
 func LooksLikeGVisor(id Identity) bool {
-	return strings.Contains(id.Syslog, "gVisor") || (id.BootID == "" && id.Version == GVisorVersion)
+	if strings.Contains(id.Syslog, "gVisor") {
+		return true
+	}
+	return id.Version == GVisorVersion && (id.BootID == "" || strings.HasSuffix(id.Release, "-gvisor"))
 }
 
 // KernelState is the lifecycle state of the Python kernel.

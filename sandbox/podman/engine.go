@@ -18,11 +18,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,21 +31,30 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/images"
 	"github.com/containers/podman/v5/pkg/errorhandling"
+	"github.com/containers/podman/v5/pkg/specgen"
 	"github.com/rs/zerolog"
 
 	"github.com/sandpool/sandpool/internal/errcode"
 	"github.com/sandpool/sandpool/sandbox"
 	"github.com/sandpool/sandpool/sandbox/agentproto"
+	"github.com/sandpool/sandpool/sandbox/podman/runscwrap"
 )
 
 // Config configures an Engine.
 type Config struct {
-	// Runtime is the OCI runtime name handed to podman: "runsc" (gVisor),
-	// "runc", or a Kata build with the OCI command line.
+	// Runtime names the OCI runtime: "runsc" (the pinned current gVisor,
+	// run through the sandpool-runsc wrapper), "runsc-debian", "runc", a
+	// Kata build with the OCI command line, or a runtime's absolute path.
 	Runtime string
 	// RuntimeFlags are passed to the runtime by a supervised service.
-	// Default for runsc: network=none and oci-seccomp.
+	// Default: DefaultRuntimeFlags(Runtime, Platform).
 	RuntimeFlags []string
+	// Platform is gVisor's platform (ptrace or systrap); default
+	// DefaultPlatform for the current gVisor, the runtime's own otherwise.
+	Platform string
+	// RuntimeWrapper is the sandpool-runsc binary; default next to the
+	// running executable, then on PATH. Only the current gVisor uses it.
+	RuntimeWrapper string
 	// Socket is the path of an existing podman service's unix socket.
 	// Empty: start and supervise one at StateDir/podman-<runtime>-<pid>.sock.
 	Socket string
@@ -55,28 +64,26 @@ type Config struct {
 	// AgentPath is the static sandpool-agent binary on this host; default:
 	// next to the running executable, then on PATH.
 	AgentPath string
+	// CheckpointDir holds checkpoint images; default StateDir/checkpoints.
+	CheckpointDir string
 	// Podman is the podman binary for a supervised service.
 	Podman string
 	Log    zerolog.Logger
 }
 
-// DefaultRuntimeFlags returns the flags a supervised service of runtime
-// gets by default. gVisor needs network=none (its own network stack does not
-// start here) and oci-seccomp, without which it ignores the seccomp profile.
-func DefaultRuntimeFlags(runtime string) []string {
-	if runtime == "runsc" {
-		return []string{"network=none", "oci-seccomp"}
-	}
-	return nil
-}
-
 // Engine creates, finds and removes sandboxes on one podman service.
 type Engine struct {
-	cfg       Config
-	log       zerolog.Logger
-	socket    string
-	conn      context.Context // carries the bindings client
-	service   *Service        // nil when the socket was given
+	cfg     Config
+	rt      runtimeInfo
+	version string
+	// runtimePath is what podman is pointed at: the wrapper for the
+	// current gVisor, the runtime itself otherwise.
+	runtimePath string
+	log         zerolog.Logger
+	socket      string
+	conn        context.Context // carries the bindings client
+	service     *Service        // nil when the socket was given
+	egress      egressService
 	agentDir  string
 	emptyDir  string
 	emptyFile string
@@ -94,12 +101,32 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = "/var/lib/sandpool"
 	}
-	if cfg.RuntimeFlags == nil {
-		cfg.RuntimeFlags = DefaultRuntimeFlags(cfg.Runtime)
+	switch cfg.Platform {
+	case "", PlatformPtrace, PlatformSystrap:
+	default:
+		return nil, fmt.Errorf("podman: platform %q: must be ptrace or systrap", cfg.Platform)
 	}
-	e := &Engine{cfg: cfg, log: cfg.Log, host: sandbox.LocalHost()}
+	if cfg.Platform != "" && !sandbox.IsGVisor(cfg.Runtime) {
+		return nil, fmt.Errorf("podman: a platform applies to gVisor runtimes only, not %q", cfg.Runtime)
+	}
+	if cfg.RuntimeFlags == nil {
+		cfg.RuntimeFlags = DefaultRuntimeFlags(cfg.Runtime, cfg.Platform)
+	}
+	if cfg.CheckpointDir == "" {
+		cfg.CheckpointDir = filepath.Join(cfg.StateDir, "checkpoints")
+	}
+	rt, err := resolveRuntime(cfg.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, rt: rt, runtimePath: rt.binary, version: runtimeVersion(rt), log: cfg.Log, host: sandbox.LocalHost()}
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("podman: state dir: %w", err)
+	}
+	if rt.current {
+		if e.runtimePath, err = e.installWrapper(); err != nil {
+			return nil, err
+		}
 	}
 	if err := e.installAgent(); err != nil {
 		return nil, err
@@ -119,12 +146,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.socket = cfg.Socket
 	if e.socket == "" {
-		sock := filepath.Join(cfg.StateDir, "run", fmt.Sprintf("podman-%s-%d-%s.sock", cfg.Runtime, os.Getpid(), randHex(3)))
-		svc, err := StartService(ctx, ServiceConfig{Podman: cfg.Podman, Runtime: cfg.Runtime, RuntimeFlags: cfg.RuntimeFlags, Socket: sock, Log: cfg.Log})
+		svc, err := e.startService(ctx, cfg.RuntimeFlags)
 		if err != nil {
 			return nil, err
 		}
-		e.service, e.socket = svc, sock
+		e.service, e.socket = svc, svc.Socket()
 	}
 	conn, err := bindings.NewConnection(context.Background(), "unix://"+e.socket)
 	if err != nil {
@@ -135,19 +161,38 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops a supervised service (containers keep running).
+// startService starts a supervised podman service of the engine's runtime
+// with flags.
+func (e *Engine) startService(ctx context.Context, flags []string) (*Service, error) {
+	sock := filepath.Join(e.cfg.StateDir, "run", fmt.Sprintf("podman-%s-%d-%s.sock", filepath.Base(e.cfg.Runtime), os.Getpid(), randHex(3)))
+	return StartService(ctx, ServiceConfig{Podman: e.cfg.Podman, Runtime: e.runtimePath, RuntimeFlags: flags, Socket: sock, Log: e.cfg.Log})
+}
+
+// Close stops the supervised services (containers keep running).
 func (e *Engine) Close() error {
+	err := e.egress.close()
 	if e.service != nil {
-		return e.service.Close()
+		err = errors.Join(e.service.Close(), err)
 	}
-	return nil
+	return err
 }
 
 // Socket is the podman service's socket path.
 func (e *Engine) Socket() string { return e.socket }
 
-// Runtime is the engine's OCI runtime.
+// Runtime is the engine's OCI runtime name.
 func (e *Engine) Runtime() string { return e.cfg.Runtime }
+
+// RuntimeVersion is the runtime's version: for the current gVisor the
+// pinned module version (sandbox.GVisorVersion).
+func (e *Engine) RuntimeVersion() string { return e.version }
+
+// RuntimePath is what podman is pointed at for this runtime (for the
+// current gVisor, the sandpool-runsc wrapper).
+func (e *Engine) RuntimePath() string { return e.runtimePath }
+
+// RuntimeFlags are the flags of the engine's supervised service.
+func (e *Engine) RuntimeFlags() []string { return slices.Clone(e.cfg.RuntimeFlags) }
 
 // Service is the supervised podman service, or nil.
 func (e *Engine) Service() *Service { return e.service }
@@ -162,7 +207,7 @@ func (e *Engine) installAgent() error {
 	src := e.cfg.AgentPath
 	if src == "" {
 		var err error
-		if src, err = FindAgent(); err != nil {
+		if src, err = findBinary("sandpool-agent"); err != nil {
 			return err
 		}
 	}
@@ -187,23 +232,8 @@ func (e *Engine) installAgent() error {
 	return nil
 }
 
-// FindAgent looks for the sandpool-agent binary next to the running
-// executable, then on PATH.
-func FindAgent() (string, error) {
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "sandpool-agent")
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("sandpool-agent"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("podman: sandpool-agent not found next to this executable or on PATH (build it with `make build`)")
-}
-
 func (e *Engine) installSeccomp() error {
-	b, err := SeccompProfile(e.cfg.Runtime)
+	b, err := SeccompProfile(e.rt.gvisor)
 	if err != nil {
 		return err
 	}
@@ -362,36 +392,58 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 	if err := spec.Normalize(); err != nil {
 		return nil, errcode.Wrap(errcode.InvalidArgument, "invalid sandbox spec: "+err.Error(), err)
 	}
-	if spec.Network == sandbox.NetworkEgress && e.cfg.Runtime == "runsc" && slices.Contains(e.cfg.RuntimeFlags, "network=none") {
-		return nil, errcode.New(errcode.InvalidArgument, "egress under gVisor needs a podman service started with --runtime-flag network=host")
-	}
 	ctx, cancel := context.WithTimeout(ctx, spec.StartTimeout)
 	defer cancel()
+	p, err := e.params(ctx, &spec, "sandpool-"+randHex(8), randUID(), "sbx-"+randHex(4))
+	if err != nil {
+		return nil, err
+	}
+	return e.start(ctx, &spec, buildSpec(&spec, p), p)
+}
+
+// params are the container parameters of a sandbox of spec with the given
+// name, uid and hostname.
+func (e *Engine) params(ctx context.Context, spec *sandbox.Spec, name string, uid int, hostname string) (containerParams, error) {
 	p := containerParams{
-		name:        "sandpool-" + randHex(8),
-		uid:         randUID(),
-		hostname:    "sbx-" + randHex(4),
+		name:        name,
+		uid:         uid,
+		hostname:    hostname,
 		agentDir:    e.agentDir,
 		emptyDir:    e.emptyDir,
 		emptyFile:   e.emptyFile,
 		seccompPath: e.seccomp,
 		runtime:     e.cfg.Runtime,
+		gvisor:      e.rt.gvisor,
+		specDigest:  specDigest(*spec),
 	}
 	th := agentproto.TokenHash(e.token(p.name))
 	p.tokenHash = hex.EncodeToString(th[:])
 	if spec.App != nil {
 		var err error
-		if p.appArgv, p.appDir, err = e.appArgv(ctx, &spec); err != nil {
-			return nil, err
+		if p.appArgv, p.appDir, err = e.appArgv(ctx, spec); err != nil {
+			return p, err
 		}
 	}
-	g := buildSpec(&spec, p)
+	return p, nil
+}
+
+// start creates and starts the container g and boots its sandbox; on any
+// failure the container is removed.
+func (e *Engine) start(ctx context.Context, spec *sandbox.Spec, g *specgen.SpecGenerator, p containerParams) (_ *sandbox.Sandbox, retErr error) {
 	// Created and started without the caller's cancellation: a create the
 	// service completes after its caller went away would leave a container
 	// nobody knows the id of. Boot, below, stops early instead.
 	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer ocancel()
-	resp, err := containers.CreateWithSpec(e.call(octx), g, nil)
+	creator := e.conn
+	if spec.Network == sandbox.NetworkEgress {
+		var err error
+		if creator, err = e.egressConn(octx); err != nil {
+			return nil, err
+		}
+	}
+	cctx := bindingsCtx{Context: octx, client: creator}
+	resp, err := containers.CreateWithSpec(cctx, g, nil)
 	if err != nil {
 		return nil, engineErr(err, "creating the sandbox")
 	}
@@ -406,8 +458,12 @@ func (e *Engine) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.Sand
 			}
 		}
 	}()
-	if err := containers.Start(e.call(octx), id, nil); err != nil {
-		return nil, engineErr(err, "starting the sandbox")
+	if err := containers.Start(cctx, id, nil); err != nil {
+		err = engineErr(err, "starting the sandbox")
+		if _, restoring := g.Annotations[runscwrap.AnnotationRestore]; restoring && errcode.Of(err) == errcode.Internal {
+			err = errcode.Wrap(errcode.CheckpointInvalid, "gVisor could not restore the checkpoint image; nothing was restored", err)
+		}
+		return nil, err
 	}
 	sb := e.handle(id, p.name, g.Labels, p.uid, spec.Isolation)
 	info, err := sandbox.Boot(ctx, sb.Conn, spec.Isolation, e.host, spec.App)
@@ -628,4 +684,51 @@ func (d *dialer) Running(ctx context.Context) (bool, error) {
 		return false, engineErr(err, "inspecting the sandbox")
 	}
 	return data.State != nil && data.State.Running, nil
+}
+
+// egressService is a gVisor engine's second podman service, whose runtime
+// flags give sandboxes a network (egressFlags). It creates and starts the
+// sandboxes of egress pools; everything else about them (exec, inspect,
+// removal) goes through the engine's main service, since podman keeps one
+// set of books for both. It starts with the first egress sandbox.
+type egressService struct {
+	mu   sync.Mutex
+	svc  *Service
+	conn context.Context
+}
+
+func (s *egressService) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.svc == nil {
+		return nil
+	}
+	return s.svc.Close()
+}
+
+// egressConn returns the bindings client that creates egress sandboxes.
+func (e *Engine) egressConn(ctx context.Context) (context.Context, error) {
+	flags := egressFlags(e.rt, e.cfg.RuntimeFlags)
+	if flags == nil {
+		return e.conn, nil
+	}
+	if e.service == nil {
+		return nil, errcode.New(errcode.InvalidArgument, "egress under gVisor needs sandpool's own podman services (this runtime's engine has a socket configured)")
+	}
+	e.egress.mu.Lock()
+	defer e.egress.mu.Unlock()
+	if e.egress.conn != nil {
+		return e.egress.conn, nil
+	}
+	svc, err := e.startService(ctx, flags)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Unavailable, "the sandbox engine (podman) is unavailable", err)
+	}
+	conn, err := bindings.NewConnection(context.Background(), svc.URI())
+	if err != nil {
+		svc.Close()
+		return nil, errcode.Wrap(errcode.Unavailable, "the sandbox engine (podman) is unavailable", err)
+	}
+	e.egress.svc, e.egress.conn = svc, conn
+	return conn, nil
 }

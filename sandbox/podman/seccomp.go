@@ -30,18 +30,19 @@ var deniedSyscalls = []string{
 const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
 	unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWTIME
 
-// SeccompProfile returns sandpool's seccomp profile for runtime, as podman
+// SeccompProfile returns sandpool's seccomp profile for a runtime (gVisor or
+// not), as podman
 // reads it: podman's default profile with deniedSyscalls removed from every
 // rule and denied, and clone allowed only without namespace flags. clone3
 // keeps its flags in memory a filter cannot read, so under runc it answers
 // ENOSYS and libc falls back to clone. Under gVisor (runsc) it is left to
 // gVisor, which does not implement it either; an ENOSYS from the filter
 // there breaks thread creation (runsc 20221219).
-func SeccompProfile(runtime string) ([]byte, error) {
+func SeccompProfile(gvisor bool) ([]byte, error) {
 	p := seccomp.DefaultProfile()
 	strip := append(slices.Clone(deniedSyscalls), "clone", "mknod", "mknodat")
 	strip = append(strip, signalSyscalls...)
-	if runtime != "runsc" {
+	if !gvisor {
 		strip = append(strip, "clone3")
 	}
 	var rules []*seccomp.Syscall
@@ -60,7 +61,7 @@ func SeccompProfile(runtime string) ([]byte, error) {
 		},
 		&seccomp.Syscall{Names: deniedSyscalls, Action: seccomp.ActErrno, Errno: "EPERM", ErrnoRet: &eperm},
 	)
-	if runtime != "runsc" {
+	if !gvisor {
 		rules = append(rules, &seccomp.Syscall{Names: []string{"clone3"}, Action: seccomp.ActErrno, Errno: "ENOSYS", ErrnoRet: &enosys})
 	}
 	// clone with any namespace flag: EPERM (an errno rule outranks the

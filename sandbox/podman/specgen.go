@@ -30,6 +30,9 @@ const (
 	// LabelUID records the sandbox uid; the bridge runs as uid+1, so code in
 	// the sandbox cannot read the token passing through the bridge.
 	LabelUID = "sandpool.uid"
+	// LabelSpecDigest identifies the sandbox spec, so that a checkpoint is
+	// restored only into a container of the same spec.
+	LabelSpecDigest = "sandpool.spec-digest"
 )
 
 // containerParams are what the engine chooses per container.
@@ -42,7 +45,9 @@ type containerParams struct {
 	emptyFile   string // an empty host file, mounted read-only at /etc/hostname
 	seccompPath string // host path of the seccomp profile
 	runtime     string
+	gvisor      bool
 	tokenHash   string // hex SHA-256 of the agent token
+	specDigest  string // what a restore must reproduce (specDigest)
 	// A custom container's program line and working directory, resolved
 	// against its image.
 	appArgv []string
@@ -81,6 +86,9 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 		LabelEngine:    p.runtime,
 		LabelIsolation: string(s.Isolation),
 		LabelUID:       strconv.Itoa(p.uid),
+	}
+	if p.specDigest != "" {
+		g.Labels[LabelSpecDigest] = p.specDigest
 	}
 	for k, v := range s.Labels {
 		g.Labels[k] = v
@@ -146,7 +154,7 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 	g.ResourceLimits = &spec.LinuxResources{
 		Memory: &spec.LinuxMemory{Limit: ptr(r.Memory), Swap: ptr(r.Memory)},
 		CPU:    &spec.LinuxCPU{Quota: ptr(int64(r.CPUs * period)), Period: ptr(uint64(period))},
-		Pids:   &spec.LinuxPids{Limit: pidsLimit(p.runtime, r.Pids)},
+		Pids:   &spec.LinuxPids{Limit: pidsLimit(p.gvisor, r.Pids)},
 	}
 	g.Rlimits = []spec.POSIXRlimit{
 		{Type: "nofile", Soft: uint64(r.NoFile), Hard: uint64(r.NoFile)},
@@ -164,8 +172,8 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 // task: a fork bomb that reached a cgroup limit of pids killed the whole
 // sandbox (the battery's R1). gVisor enforces RLIMIT_NPROC on guest tasks
 // itself, so the cgroup only needs room for the host side.
-func pidsLimit(runtime string, pids int64) int64 {
-	if runtime == "runsc" {
+func pidsLimit(gvisor bool, pids int64) int64 {
+	if gvisor {
 		return 8 * pids
 	}
 	return pids

@@ -24,7 +24,7 @@ func TestBuildSpecGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := buildSpec(&s, containerParams{name: "sandpool-0011223344556677", uid: 2097152, hostname: "sbx-00112233",
-		agentDir: "/var/lib/sandpool/agent/x", emptyDir: "/var/lib/sandpool/empty", emptyFile: "/var/lib/sandpool/empty-file", seccompPath: "/var/lib/sandpool/seccomp-x.json", runtime: "runsc", tokenHash: "ab"})
+		agentDir: "/var/lib/sandpool/agent/x", emptyDir: "/var/lib/sandpool/empty", emptyFile: "/var/lib/sandpool/empty-file", seccompPath: "/var/lib/sandpool/seccomp-x.json", runtime: "runsc", gvisor: true, tokenHash: "ab"})
 	if err := g.Validate(); err != nil {
 		t.Fatalf("podman rejects the spec: %v", err)
 	}
@@ -60,7 +60,7 @@ func TestBuildSpecEgress(t *testing.T) {
 
 func TestSeccompProfile(t *testing.T) {
 	for _, rt := range []string{"runc", "runsc"} {
-		b, err := SeccompProfile(rt)
+		b, err := SeccompProfile(rt == "runsc")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestF10SeccompSignalRules(t *testing.T) {
 		{"sigqueue SIGUSR1 to PID 1", "rt_sigqueueinfo", []uint64{1, 10, 0}, true},
 	}
 	for _, rt := range []string{"runc", "runsc"} {
-		b, err := SeccompProfile(rt)
+		b, err := SeccompProfile(rt == "runsc")
 		if err != nil {
 			t.Fatal(err)
 		}
