@@ -306,7 +306,6 @@ func setDef[T comparable](p *T, v T) {
 	}
 }
 
-
 var poolName = regexp.MustCompile(`^[a-z][a-z0-9-]{2,62}$`)
 
 // headerName is an HTTP field name (RFC 9110 token).

@@ -84,12 +84,12 @@ type Engine struct {
 	conn        context.Context // carries the bindings client
 	service     *Service        // nil when the socket was given
 	egress      egressService
-	agentDir  string
-	emptyDir  string
-	emptyFile string
-	seccomp   string
-	key       []byte // derives each sandbox's agent token
-	host      sandbox.HostIdentity
+	agentDir    string
+	emptyDir    string
+	emptyFile   string
+	seccomp     string
+	key         []byte // derives each sandbox's agent token
+	host        sandbox.HostIdentity
 }
 
 // New returns an engine, starting a supervised podman service when no
