@@ -112,6 +112,7 @@ func poolView(p *pool.Pool) map[string]any {
 		"name":                    cfg.Name,
 		"containerType":           cfg.ContainerType,
 		"runtime":                 cfg.Runtime,
+		"runtimeVersion":          st.RuntimeVersion,
 		"isolation":               string(cfg.Isolation),
 		"poolManagementEndpoint":  "/pools/" + url.PathEscape(cfg.Name),
 		"egress":                  cfg.SessionNetwork.Status,

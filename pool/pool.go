@@ -30,6 +30,23 @@ type Engine interface {
 	Remove(ctx context.Context, id string) error
 }
 
+// Checkpointer is an optional Engine capability, found by type assertion:
+// saving a running sandbox to a directory (the sandbox stops once the
+// image is verified) and restoring it into a new sandbox of the same spec
+// (sandbox/podman under the current gVisor). Hibernation builds on it.
+type Checkpointer interface {
+	// CanCheckpoint says why this engine's runtime cannot, or nil.
+	CanCheckpoint() error
+	Checkpoint(ctx context.Context, sb *sandbox.Sandbox, dir string, opt sandbox.CheckpointOptions) (sandbox.CheckpointImage, error)
+	Restore(ctx context.Context, spec sandbox.Spec, dir string) (*sandbox.Sandbox, error)
+}
+
+// runtimeVersioner is an optional Engine capability: the version of the
+// runtime it runs, shown in the pool's status.
+type runtimeVersioner interface {
+	RuntimeVersion() string
+}
+
 // Labels on every sandbox of a pool. Values are never raw identifiers.
 const (
 	// LabelServer names the server (Options.ServerID) owning the sandbox.
@@ -163,7 +180,9 @@ type Pool struct {
 	retryAt  time.Time
 	adopted  int
 	python   string // Python version of the last sandbox booted
-	started  time.Time
+	// runtimeVersion is the engine's runtime version, when it says.
+	runtimeVersion string
+	started        time.Time
 }
 
 // Session is a session: a sandbox bound to a (principal, identifier) for
@@ -216,6 +235,9 @@ func New(ctx context.Context, cfg Config, opt Options) (*Pool, error) {
 		started:  opt.Now(),
 	}
 	p.upstreamKey = opt.Hasher.Derive("custom container session id")
+	if v, ok := opt.Engine.(runtimeVersioner); ok {
+		p.runtimeVersion = v.RuntimeVersion()
+	}
 	spec, err := cfg.spec(nil)
 	if err != nil {
 		return nil, err

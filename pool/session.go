@@ -246,6 +246,9 @@ type Status struct {
 	// Python is the Python version of the last sandbox started ("" before
 	// the first).
 	Python string
+	// RuntimeVersion is the version of the pool's OCI runtime ("" when
+	// the engine does not say): for runsc the pinned gVisor version.
+	RuntimeVersion string
 }
 
 // Status returns the pool's counts.
@@ -264,6 +267,7 @@ func (p *Pool) Status() Status {
 		CreationFailures:      p.failures,
 		LastError:             p.lastErr,
 		Python:                p.python,
+		RuntimeVersion:        p.runtimeVersion,
 	}
 	for _, s := range p.sessions {
 		switch s.state {

@@ -205,6 +205,9 @@ var benchFigures = []struct{ id, title string }{
 	{"mcp_execute", "MCP tools/call execute_python x = 1"},
 	{"idle_memory", "idle sandbox memory (PSS)"},
 	{"idle_density", "idle sandboxes per GiB"},
+	{"checkpoint", "checkpoint of an idle kernel (numpy, pandas, matplotlib)"},
+	{"checkpoint_image", "checkpoint image size"},
+	{"restore_first", "restore to its first execution"},
 }
 
 // benchValue is one measured figure: a latency distribution (N, P50,
@@ -382,7 +385,10 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) (re
 	b.report.Host.LoadAvgAfter = loadAvg()
 	for _, rt := range o.runtimes {
 		for _, f := range benchFigures {
-			b.report.Figures = append(b.report.Figures, b.figures[rt+"/"+f.id])
+			// Figures a runtime does not have (checkpoint under runc) are left out.
+			if fig := b.figures[rt+"/"+f.id]; fig.Sandpool != nil || len(fig.Baselines) > 0 {
+				b.report.Figures = append(b.report.Figures, fig)
+			}
 		}
 	}
 	if o.json {

@@ -58,7 +58,10 @@ func (b *bench) sandpoolFigures(ctx context.Context, rt string) error {
 	if err := b.figBurst(ctx, rt); err != nil {
 		return err
 	}
-	return b.figIdle(ctx, rt)
+	if err := b.figIdle(ctx, rt); err != nil {
+		return err
+	}
+	return b.figCheckpoint(ctx, rt)
 }
 
 func (b *bench) figExecute(ctx context.Context, s *benchServer) error {

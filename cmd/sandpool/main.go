@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandpool/sandpool/internal/errcode"
+	"github.com/sandpool/sandpool/sandbox"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -74,9 +75,10 @@ func describe(err error) string {
 func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, and the version of gVisor it runs (runtime runsc)",
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(cmd.OutOrStdout(), version)
+			fmt.Fprintln(cmd.OutOrStdout(), "gvisor", sandbox.GVisorVersion)
 		},
 	}
 }

@@ -86,6 +86,7 @@ func startPools(ctx context.Context, cfg *fileConfig, log zerolog.Logger) (_ *ru
 		e, err := podman.New(ctx, podman.Config{
 			Runtime:   p.Runtime,
 			Socket:    cfg.Server.Engines[p.Runtime].Socket,
+			Platform:  cfg.Server.Engines[p.Runtime].Platform,
 			StateDir:  cfg.Server.StateDir,
 			AgentPath: cfg.Server.Agent,
 			Log:       logging.Component(log, "engine").With().Str("runtime", p.Runtime).Logger(),

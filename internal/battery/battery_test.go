@@ -300,9 +300,9 @@ func newLab(t *testing.T, rt podmantest.Runtime, token string) *lab {
 
 func ptr(n int) *int { return &n }
 
-// eachRuntime runs f under runc and runsc in parallel.
+// eachRuntime runs f under runc, the current gVisor and Debian's, in parallel.
 func eachRuntime(t *testing.T, f func(t *testing.T, l *lab)) {
-	for _, rt := range podmantest.Runtimes() {
+	for _, rt := range podmantest.AllRuntimes() {
 		t.Run(rt.Name, func(t *testing.T) {
 			t.Parallel()
 			token := fmt.Sprintf("%x", time.Now().UnixNano())

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/sandpool/sandpool/sandbox"
 )
 
 // TestZZBatteryReport prints the outcome of every check per runtime (it
@@ -26,9 +28,9 @@ func TestZZBatteryReport(t *testing.T) {
 		return len(ids[i]) < len(ids[j]) || len(ids[i]) == len(ids[j]) && ids[i] < ids[j]
 	})
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| check | runc | runsc |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| check | runc | runsc (gVisor %s) | runsc-debian (gVisor 20221219) |\n|---|---|---|---|\n", sandbox.GVisorVersion)
 	for _, id := range ids {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", id, outcomes[id]["runc"], outcomes[id]["runsc"])
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", id, outcomes[id]["runc"], outcomes[id]["runsc"], outcomes[id]["runsc-debian"])
 	}
 	t.Log(b.String())
 	if path := os.Getenv("SANDPOOL_BATTERY_REPORT"); path != "" {

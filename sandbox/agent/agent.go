@@ -146,9 +146,10 @@ func kernelNproc(init bool) uint64 {
 }
 
 // forkCost is what one forked copy of the kernel costs a gVisor sandbox's
-// memory (measured: 28-30 MiB with numpy, pandas and matplotlib loaded;
-// gVisor copies on write in 2 MiB units).
-const forkCost = 32 << 20
+// memory (measured with numpy, pandas and matplotlib loaded: 28-31 MiB
+// under the 2022 gVisor, 38 MiB under the current one; gVisor copies on
+// write in 2 MiB units).
+const forkCost = 40 << 20
 
 // forkBudget is how many processes the kernel's os.fork may bring a gVisor
 // sandbox to: what its memory holds after a reserve for the agent, the

@@ -24,7 +24,7 @@ import (
 // BenchmarkExecuteTiny: `x = 1` round trip through Conn.Execute on a
 // running sandbox (one long-lived multiplexed stream).
 func BenchmarkExecuteTiny(b *testing.B) {
-	for _, rt := range podmantest.Runtimes() {
+	for _, rt := range podmantest.AllRuntimes() {
 		b.Run(rt.Name, func(b *testing.B) {
 			e := podmantest.Engine(b, rt)
 			sb := podmantest.Create(b, e, podmantest.Spec(rt))
@@ -55,7 +55,7 @@ func BenchmarkExecuteTiny(b *testing.B) {
 // `python3 -c "x = 1"` per request, through the bindings, in the same kind
 // of sandbox.
 func BenchmarkPodmanExecBaseline(b *testing.B) {
-	for _, rt := range podmantest.Runtimes() {
+	for _, rt := range podmantest.AllRuntimes() {
 		b.Run(rt.Name, func(b *testing.B) {
 			e := podmantest.Engine(b, rt)
 			sb := podmantest.Create(b, e, podmantest.Spec(rt))
@@ -95,7 +95,7 @@ func BenchmarkPodmanExecBaseline(b *testing.B) {
 // BenchmarkCreateReady: create to Ready (agent up, gate passed, numpy,
 // pandas and matplotlib imported).
 func BenchmarkCreateReady(b *testing.B) {
-	for _, rt := range podmantest.Runtimes() {
+	for _, rt := range podmantest.AllRuntimes() {
 		b.Run(rt.Name, func(b *testing.B) {
 			e := podmantest.Engine(b, rt)
 			d := make([]time.Duration, 0, b.N)
@@ -117,7 +117,7 @@ func BenchmarkCreateReady(b *testing.B) {
 // are wrong under gVisor). Each iteration creates n sandboxes.
 func BenchmarkIdleMemory(b *testing.B) {
 	const n = 4
-	for _, rt := range podmantest.Runtimes() {
+	for _, rt := range podmantest.AllRuntimes() {
 		b.Run(rt.Name, func(b *testing.B) {
 			e := podmantest.Engine(b, rt)
 			var sum float64

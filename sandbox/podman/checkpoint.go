@@ -77,8 +77,8 @@ func (e *Engine) platform() string {
 	return ""
 }
 
-// checkpointable refuses runtimes without checkpoint and restore.
-func (e *Engine) checkpointable() error {
+// CanCheckpoint says why the engine cannot checkpoint and restore, or nil.
+func (e *Engine) CanCheckpoint() error {
 	if !e.rt.current {
 		return errcode.Newf(errcode.Unsupported, "checkpoint and restore need the current gVisor (runtime %s), not %s", sandbox.RuntimeGVisor, e.cfg.Runtime)
 	}
@@ -93,7 +93,7 @@ func (e *Engine) checkpointable() error {
 // sandbox keeps running and nothing is left at dir.
 func (e *Engine) Checkpoint(ctx context.Context, sb *sandbox.Sandbox, dir string, opt sandbox.CheckpointOptions) (sandbox.CheckpointImage, error) {
 	t0 := time.Now()
-	if err := e.checkpointable(); err != nil {
+	if err := e.CanCheckpoint(); err != nil {
 		return sandbox.CheckpointImage{}, err
 	}
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
@@ -326,7 +326,7 @@ func readImage(dir string) (manifest, error) {
 // its files and its background processes go on; its connection is new.
 // On any failure nothing is left running.
 func (e *Engine) Restore(ctx context.Context, spec sandbox.Spec, dir string) (_ *sandbox.Sandbox, retErr error) {
-	if err := e.checkpointable(); err != nil {
+	if err := e.CanCheckpoint(); err != nil {
 		return nil, err
 	}
 	if err := spec.Normalize(); err != nil {

@@ -13,9 +13,13 @@ import (
 
 	"github.com/sandpool/sandpool/internal/errcode"
 	"github.com/sandpool/sandpool/internal/podmantest"
+	"github.com/sandpool/sandpool/pool"
 	"github.com/sandpool/sandpool/sandbox"
 	"github.com/sandpool/sandpool/sandbox/podman"
 )
+
+// The podman engine has the optional capability pools find by assertion.
+var _ pool.Checkpointer = (*podman.Engine)(nil)
 
 // checkpointed creates a runsc sandbox with state in its kernel (x), in
 // /mnt/data and /tmp, and a background process, and checkpoints it into a
@@ -28,6 +32,7 @@ func checkpointed(t *testing.T, e *podman.Engine) (sandbox.Spec, sandbox.Checkpo
 		"x = 41",
 		"open('/mnt/data/kept.txt', 'w').write('in data')",
 		"open('/tmp/kept.txt', 'w').write('in tmp')",
+		"open('/dev/shm/kept.txt', 'w').write('in shm')",
 		"import subprocess; bg = subprocess.Popen(['sleep', '600'])",
 		"print(bg.pid)",
 	}, "\n"), 30*time.Second)
@@ -61,8 +66,9 @@ func restore(t *testing.T, e *podman.Engine, spec sandbox.Spec, dir string) (*sa
 
 // TestCheckpointRestore: a checkpointed sandbox stops; its image restores
 // into a new container that podman knows as running, reached over a new
-// connection, with the kernel's variables, the files of /mnt/data and /tmp
-// (tmpfs under gVisor is part of the checkpoint) and background processes.
+// connection, with the kernel's variables, the files of /mnt/data, /tmp and
+// /dev/shm (tmpfs under gVisor is part of the checkpoint) and background
+// processes.
 func TestCheckpointRestore(t *testing.T) {
 	e := podmantest.Engine(t, podmantest.Runsc)
 	spec, img, gen := checkpointed(t, e)
@@ -85,9 +91,10 @@ func TestCheckpointRestore(t *testing.T) {
 		"print(x + 1)",
 		"print(open('/mnt/data/kept.txt').read())",
 		"print(open('/tmp/kept.txt').read())",
+		"print(open('/dev/shm/kept.txt').read())",
 		"print(bg.poll() is None)",
 	}, "\n"), 30*time.Second)
-	if res.Status != sandbox.StatusOK || string(out.Stdout) != "42\nin data\nin tmp\nTrue\n" {
+	if res.Status != sandbox.StatusOK || string(out.Stdout) != "42\nin data\nin tmp\nin shm\nTrue\n" {
 		t.Errorf("restored state: %s %q %+v", res.Status, out.Stdout, out.Error)
 	}
 	ctx := context.Background()

@@ -19,10 +19,10 @@ import (
 
 func TestMain(m *testing.M) { podmantest.Main(m) }
 
-// eachRuntime runs f under runc and runsc, in parallel.
+// eachRuntime runs f under runc, the current gVisor and Debian's, in parallel.
 func eachRuntime(t *testing.T, f func(t *testing.T, rt podmantest.Runtime, e *podman.Engine)) {
 	t.Helper()
-	for _, rt := range podmantest.Runtimes() {
+	for _, rt := range podmantest.AllRuntimes() {
 		t.Run(rt.Name, func(t *testing.T) {
 			t.Parallel()
 			f(t, rt, podmantest.Engine(t, rt))
@@ -124,7 +124,7 @@ out = {
     'nonewprivs': st.get('NoNewPrivs'), 'seccomp': st.get('Seccomp'),
     'hostname': socket.gethostname(), 'hosts': open('/etc/hosts').read(), 'resolv': open('/etc/resolv.conf').read(),
     'env': sorted(env),
-    'ifaces': sorted(os.listdir('/sys/class/net')),
+    'ifaces': sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]),
     'write_usr': attempt(lambda: open('/usr/probe', 'w')),
     'write_etc': attempt(lambda: open('/etc/passwd', 'a')),
     'write_opt': attempt(lambda: open('/opt/sandpool/x', 'w')),
@@ -196,13 +196,13 @@ func TestHardening(t *testing.T) {
 		}
 		for k, v := range p.Caps {
 			// gVisor has no CapAmb line.
-			if v != "0000000000000000" && !(rt.Name == "runsc" && k == "CapAmb" && v == "") {
+			if v != "0000000000000000" && !(rt.Isolation == sandbox.IsolationGVisor && k == "CapAmb" && v == "") {
 				t.Errorf("%s = %q, want no capabilities", k, v)
 			}
 		}
 		// gVisor shows neither flag in its /proc; it applies the seccomp
 		// filter itself (--oci-seccomp), checked by the syscalls below.
-		if rt.Name == "runc" && (p.NoNewPrivs == nil || *p.NoNewPrivs != "1" || p.Seccomp == nil || *p.Seccomp != "2") {
+		if rt.Isolation == sandbox.IsolationContainer && (p.NoNewPrivs == nil || *p.NoNewPrivs != "1" || p.Seccomp == nil || *p.Seccomp != "2") {
 			t.Errorf("NoNewPrivs %v Seccomp %v, want 1 and 2", p.NoNewPrivs, p.Seccomp)
 		}
 		if !strings.HasPrefix(p.Hostname, "sbx-") || len(p.Hostname) != 12 {
@@ -247,7 +247,7 @@ func TestHardening(t *testing.T) {
 		// The agent is not dumpable: its memory is out of reach. gVisor
 		// still shows its environment, which holds nothing secret (the
 		// agent token is never in an environment or a command line).
-		if p.AgentMem == "ok" || (rt.Name == "runc" && p.AgentEnv == "ok") {
+		if p.AgentMem == "ok" || (rt.Isolation == sandbox.IsolationContainer && p.AgentEnv == "ok") {
 			t.Errorf("the agent's memory (%s) or environment (%s) is readable", p.AgentMem, p.AgentEnv)
 		}
 		if rt.Name == "runc" {
@@ -273,32 +273,44 @@ func slicesEqual(a, b []string) bool {
 	return true
 }
 
+// TestIsolationGate: real sandboxes of runc, Debian's gVisor and the
+// current one on both its platforms (systrap shows the CPU's hypervisor
+// flag) are classified as what they are; demanding another isolation fails.
+// (Forged identities: TestClassify.)
 func TestIsolationGate(t *testing.T) {
-	eachRuntime(t, func(t *testing.T, rt podmantest.Runtime, e *podman.Engine) {
-		sb := podmantest.Create(t, e, podmantest.Spec(rt))
-		if got := sandbox.Classify(e.Host(), sb.BootInfo.Identity); got != rt.Isolation {
-			t.Errorf("%s sandbox classified as %q (identity %+v)", rt.Name, got, sb.BootInfo.Identity)
+	for _, rt := range append(podmantest.AllRuntimes(), podmantest.RunscSystrap) {
+		t.Run(rt.Key(), func(t *testing.T) {
+			t.Parallel()
+			testIsolationGate(t, rt, podmantest.Engine(t, rt))
+		})
+	}
+}
+
+func testIsolationGate(t *testing.T, rt podmantest.Runtime, e *podman.Engine) {
+	sb := podmantest.Create(t, e, podmantest.Spec(rt))
+	if got := sandbox.Classify(e.Host(), sb.BootInfo.Identity); got != rt.Isolation {
+		t.Errorf("%s sandbox classified as %q (identity %+v)", rt.Key(), got, sb.BootInfo.Identity)
+	}
+	t.Logf("%s: identity %+v", rt.Key(), sb.BootInfo.Identity)
+	// Demand an isolation this runtime does not give: creation fails
+	// with a clear error and leaves no container behind.
+	wrong := map[sandbox.Isolation][]sandbox.Isolation{
+		sandbox.IsolationContainer: {sandbox.IsolationGVisor, sandbox.IsolationVM},
+		sandbox.IsolationGVisor:    {sandbox.IsolationVM, sandbox.IsolationContainer},
+	}[rt.Isolation]
+	for _, iso := range wrong {
+		spec := podmantest.Spec(rt)
+		spec.Isolation = iso
+		spec.Labels["sandpool.case"] = "gate-" + string(iso)
+		_, err := e.Create(context.Background(), spec)
+		if errcode.Of(err) != errcode.IsolationMismatch || !strings.Contains(errcode.Public(err), "expected "+string(iso)) {
+			t.Errorf("%s with isolation %s: %v", rt.Name, iso, err)
 		}
-		// Demand an isolation this runtime does not give: creation fails
-		// with a clear error and leaves no container behind.
-		wrong := map[string][]sandbox.Isolation{
-			"runc":  {sandbox.IsolationGVisor, sandbox.IsolationVM},
-			"runsc": {sandbox.IsolationVM, sandbox.IsolationContainer},
-		}[rt.Name]
-		for _, iso := range wrong {
-			spec := podmantest.Spec(rt)
-			spec.Isolation = iso
-			spec.Labels["sandpool.case"] = "gate-" + string(iso)
-			_, err := e.Create(context.Background(), spec)
-			if errcode.Of(err) != errcode.IsolationMismatch || !strings.Contains(errcode.Public(err), "expected "+string(iso)) {
-				t.Errorf("%s with isolation %s: %v", rt.Name, iso, err)
-			}
-			left, err := e.List(context.Background(), map[string]string{"sandpool.case": "gate-" + string(iso), podmantest.LabelRun: podmantest.RunID()})
-			if err != nil || len(left) != 0 {
-				t.Errorf("a refused sandbox was left behind: %v %v", left, err)
-			}
+		left, err := e.List(context.Background(), map[string]string{"sandpool.case": "gate-" + string(iso), podmantest.LabelRun: podmantest.RunID()})
+		if err != nil || len(left) != 0 {
+			t.Errorf("a refused sandbox was left behind: %v %v", left, err)
 		}
-	})
+	}
 }
 
 func TestFilesInSandbox(t *testing.T) {
@@ -339,4 +351,68 @@ func TestFilesInSandbox(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// egressProbe prints the sandbox's interfaces, then whether a TCP
+// connection to a listener on its own first non-loopback address goes
+// through (an address in the namespace podman made for this container).
+const egressProbe = `import socket, fcntl, struct
+ifs = sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:])
+print(','.join(ifs))
+ip = None
+for i in ifs:
+    if i != 'lo':
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            ip = socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, struct.pack('256s', i.encode()))[20:24])
+            break
+        except OSError:
+            pass
+if not ip:
+    # gVisor's network=host answers no SIOCGIFADDR: the address a UDP
+    # socket connected towards the default gateway is bound to (a UDP
+    # connect sends nothing).
+    for l in open('/proc/net/route').read().splitlines()[1:]:
+        f = l.split()
+        if f[1] == '00000000':
+            gw = socket.inet_ntoa(struct.pack('<I', int(f[2], 16)))
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect((gw, 9))
+            ip = s.getsockname()[0]
+if ip:
+    ln = socket.socket(); ln.bind((ip, 0)); ln.listen(1)
+    c = socket.create_connection((ip, ln.getsockname()[1]), timeout=5)
+    a, _ = ln.accept(); c.sendall(b'hi'); print(a.recv(2).decode())
+else:
+    print('no address')`
+
+// TestEgressNetwork: an egress sandbox is created under every runtime, the
+// current gVisor's own netstack included (a second podman service with
+// network=sandbox; Debian's runsc uses network=host), and has an interface
+// besides loopback that carries TCP; a sandbox without egress has loopback
+// only.
+func TestEgressNetwork(t *testing.T) {
+	for _, rt := range podmantest.AllRuntimes() {
+		t.Run(rt.Name, func(t *testing.T) {
+			t.Parallel()
+			e := podmantest.Engine(t, rt)
+			spec := podmantest.Spec(rt)
+			spec.Network = sandbox.NetworkEgress
+			sb := podmantest.Create(t, e, spec)
+			res, out := run(t, sb, egressProbe, 30*time.Second)
+			lines := strings.Split(strings.TrimSpace(string(out.Stdout)), "\n")
+			if res.Status != sandbox.StatusOK || len(lines) != 2 || !strings.Contains(lines[0], "eth0") || lines[1] != "hi" {
+				t.Errorf("egress sandbox: %s %q %+v", res.Status, out.Stdout, out.Error)
+			}
+			// Exec, inspect and removal of it go through the engine's
+			// main service.
+			if _, err := e.Open(context.Background(), sb.ID); err != nil {
+				t.Errorf("Open: %v", err)
+			}
+			none := podmantest.Create(t, e, podmantest.Spec(rt))
+			if _, out := run(t, none, egressProbe, 30*time.Second); string(out.Stdout) != "lo\nno address\n" {
+				t.Errorf("sandbox without egress: %q", out.Stdout)
+			}
+		})
+	}
 }

@@ -130,13 +130,17 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 	// runc 1.1 gives a tmpfs the mode of the image directory it covers
 	// (and podman refuses uid= options), so the image's /tmp and /mnt/data
 	// are 1777 too (finalize.sh).
-	tmpfs := func(dst string, size int64) spec.Mount {
+	tmpfs := func(dst string, size int64, extra ...string) spec.Mount {
 		return spec.Mount{Destination: dst, Type: "tmpfs", Source: "tmpfs",
-			Options: []string{"rw", "nosuid", "nodev", "size=" + strconv.FormatInt(size, 10), "mode=1777"}}
+			Options: append([]string{"rw", "nosuid", "nodev", "size=" + strconv.FormatInt(size, 10), "mode=1777"}, extra...)}
 	}
 	g.Mounts = []spec.Mount{
 		tmpfs("/tmp", r.TmpSize),
 		tmpfs(DataDir, r.DataSize),
+		// A tmpfs of the sandbox's own rather than podman's shm, which
+		// gVisor serves from the host through its gofer: this one lives in
+		// gVisor's memory, and so is part of a checkpoint.
+		tmpfs("/dev/shm", r.ShmSize, "noexec"),
 		{Destination: AgentDir, Type: "bind", Source: p.agentDir, Options: []string{"ro", "rbind", "nosuid", "nodev"}},
 	}
 	if p.emptyDir != "" {
@@ -146,7 +150,6 @@ func buildSpec(s *sandbox.Spec, p containerParams) *specgen.SpecGenerator {
 			spec.Mount{Destination: "/run", Type: "bind", Source: p.emptyDir, Options: []string{"ro", "rbind", "nosuid", "nodev", "noexec"}},
 			spec.Mount{Destination: "/etc/hostname", Type: "bind", Source: p.emptyFile, Options: []string{"ro", "bind", "nosuid", "nodev", "noexec"}})
 	}
-	g.ShmSize = ptr(r.ShmSize)
 
 	// Limits: memory without swap, CPU quota, pids, rlimits (this host's
 	// hard limits are below podman's defaults, so they must be explicit).

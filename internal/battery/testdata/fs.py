@@ -10,11 +10,23 @@ host_paths = [m for m in mounts if any(s in m["root"] + m["src"] for s in ("/var
               and m["point"] != "/opt/sandpool"]
 ro_points = {p: attempt(lambda p=p: open(os.path.join(p, ".battery-probe"), "w")) for p in ("/proc/sys", "/sys", "/sys/fs/cgroup")
              if os.path.isdir(p)}
-check("F1", all(v != "ok" for v in ro_points.values()) and not host_paths and
-      all(p in ("/mnt/data", "/tmp", "/dev/shm", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run/.containerenv", "/dev/termination-log") or p.startswith(("/proc", "/dev"))
+# The current gVisor mounts its own cgroupfs per controller read-write (no
+# host cgroup behind it); nothing in it may be writable by the sandbox.
+def cgroup_writes(point):
+    w = []
+    for dp, dirs, files in os.walk(point):
+        for n in files:
+            if attempt(lambda p=os.path.join(dp, n): open(p, "w").close()) == "ok":
+                w.append(os.path.join(dp, n))
+        if attempt(lambda d=os.path.join(dp, ".battery-probe"): os.mkdir(d)) == "ok":
+            w.append(dp + " (mkdir)")
+    return w
+cg = {m["point"]: cgroup_writes(m["point"]) for m in mounts if GVISOR and m["type"] == "cgroup" and m["point"] in rw}
+check("F1", all(v != "ok" for v in ro_points.values()) and not host_paths and not any(cg.values()) and
+      all(p in ("/mnt/data", "/tmp", "/dev/shm", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname", "/run/.containerenv", "/dev/termination-log") or p.startswith(("/proc", "/dev")) or p in cg
           for p in rw),
-      {"rw (not tmpfs/proc)": rw, "host paths": host_paths, "write into": ro_points},
-      "gVisor serves its own mount table" if GVISOR else "")
+      {"rw (not tmpfs/proc)": rw, "host paths": host_paths, "write into": ro_points, "writable in gVisor's cgroupfs": cg},
+      "gVisor serves its own mount table" + ("; its own cgroupfs is mounted rw per controller, nothing in it writable by the sandbox" if cg else "") if GVISOR else "")
 
 got = {}
 for p in ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/1/environ", "/proc/1/mem"):
@@ -105,6 +117,14 @@ if GVISOR:
             opens[p] = "gVisor's own (unusable)"
     allowed |= {"fuse", "net"}
     note = "gVisor serves its own /dev/fuse and /dev/net/tun; TUNSETIFF and mounting FUSE fail"
+    # The current gVisor adds /dev/char, links major:minor -> the devices
+    # above: allowed when every link points at an allowed one.
+    if os.path.isdir("/dev/char"):
+        links = {n: os.readlink(os.path.join("/dev/char", n)) for n in os.listdir("/dev/char")}
+        opens["/dev/char links"] = {n: l for n, l in links.items() if l.removeprefix("../").split("/")[0] not in allowed} or "all to the devices above"
+        if opens["/dev/char links"] == "all to the devices above":
+            allowed.add("char")
+        note += "; /dev/char links to the same devices"
 check("F7", set(devs) <= allowed and all(v != "ok" for v in opens.values()) and all(v != "ok" for v in mk.values()),
       {"dev": devs, "opens": opens, "mknod": mk}, note)
 
