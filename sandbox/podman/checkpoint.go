@@ -162,7 +162,8 @@ func (e *Engine) Checkpoint(ctx context.Context, sb *sandbox.Sandbox, dir string
 		return sandbox.CheckpointImage{}, errcode.Wrap(errcode.Internal, "writing the checkpoint image failed; the sandbox keeps running", err)
 	}
 	done = true
-	if err := syncDir(filepath.Dir(dir)); err == nil {
+	err = syncDir(filepath.Dir(dir))
+	if err == nil {
 		_, err = readImage(dir)
 	}
 	if err != nil {
