@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandpool/sandpool/internal/podmantest"
 	"github.com/sandpool/sandpool/sandbox/image"
+	"github.com/sandpool/sandpool/sandbox/podman"
 )
 
 // TestBench runs `sandpool bench --json` with tiny sample counts under runc:
@@ -63,6 +64,13 @@ func TestBench(t *testing.T) {
 	}
 	for _, want := range benchFigures {
 		f := got[want.id]
+		if checkpointFigures[want.id] {
+			// runc has no checkpoint: TestBenchCheckpoint measures them.
+			if f != nil {
+				t.Errorf("figure %s under runc", want.id)
+			}
+			continue
+		}
 		if f == nil {
 			t.Errorf("figure %s missing", want.id)
 			continue
@@ -87,6 +95,48 @@ func TestBench(t *testing.T) {
 	}
 }
 
+// checkpointFigures are the figures of engines that can checkpoint.
+var checkpointFigures = map[string]bool{"checkpoint": true, "checkpoint_image": true, "restore_first": true}
+
+// TestBenchCheckpoint: the checkpoint rows under the current gVisor, one
+// sample of each way of writing an image, beside cold creation; nothing is
+// left behind.
+func TestBenchCheckpoint(t *testing.T) {
+	rt := podmantest.Runsc
+	eng := podmantest.Engine(t, rt)
+	b := &bench{o: benchOptions{firstSamples: 1, image: image.Tag(), labels: map[string]string{podmantest.LabelRun: podmantest.RunID()}},
+		progress: io.Discard, runID: randomHex(6), stateDir: t.TempDir(),
+		engines: map[string]*podman.Engine{rt.Name: eng}, figures: map[string]*benchFigure{}}
+	for id := range checkpointFigures {
+		b.figures[rt.Name+"/"+id] = &benchFigure{Runtime: rt.Name, Figure: id}
+	}
+	mine := map[string]string{labelBench: b.runID}
+	podmantest.RemoveLabelled(t, eng, mine)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := b.figCheckpoint(ctx, rt.Name); err != nil {
+		t.Fatal(err)
+	}
+	for id := range checkpointFigures {
+		f := b.fig(rt.Name, id)
+		if f.Sandpool == nil || len(f.Baselines) < len(checkpointVariants)-1 {
+			t.Errorf("%s: %+v", id, f)
+			continue
+		}
+		for _, bl := range append([]benchBaseline{{Name: "sandpool", benchValue: *f.Sandpool}}, f.Baselines...) {
+			if v := bl.benchValue; v.N < 1 || (v.Value == nil || *v.Value <= 0) && (v.P50 == nil || *v.P50 <= 0) {
+				t.Errorf("%s %s: %+v", id, bl.Name, v)
+			}
+		}
+	}
+	if len(b.fig(rt.Name, "restore_first").Baselines) != len(checkpointVariants) {
+		t.Error("restore_first has no cold creation beside it")
+	}
+	if left, err := eng.List(context.Background(), mine); err != nil || len(left) != 0 {
+		t.Errorf("left behind: %v %v", left, err)
+	}
+}
+
 // TestBenchFlagErrors: bad flags are refused, naming the flag, before
 // anything starts.
 func TestBenchFlagErrors(t *testing.T) {
@@ -97,6 +147,9 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--samples", "0"}, "--samples"},
 		{[]string{"--burst", "0"}, "--burst"},
 		{[]string{"--runtime", "crun"}, `--runtime: "crun"`},
+		{[]string{"--runtime", "runc:ptrace"}, "applies to the runsc runtimes"},
+		{[]string{"--runtime", "runsc:kvm"}, "applies to the runsc runtimes"},
+		{[]string{"--runtime", "runsc,runsc"}, "named twice"},
 		{[]string{"--label", "team=a"}, "--label: key"},
 		{[]string{"--label", "sandpool.bench=x"}, "sandpool's own"},
 		{[]string{"--label", "sandpool.team=a b"}, "--label: value"},

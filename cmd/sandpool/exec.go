@@ -30,7 +30,7 @@ type engineFlags struct {
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.runtime, "runtime", "runsc", "OCI runtime: runsc (gVisor), runc, or a Kata runtime")
+	cmd.Flags().StringVar(&f.runtime, "runtime", "runsc", "OCI runtime: runsc (the pinned current gVisor), runsc-debian (Debian's 2022 gVisor), runc, or a Kata runtime")
 	cmd.Flags().StringVar(&f.isolation, "isolation", "", "isolation the sandbox must show: container, gvisor or vm (default: from the runtime)")
 	cmd.Flags().StringVar(&f.socket, "socket", "", "existing podman service socket (default: start and supervise one)")
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", "/var/lib/sandpool", "directory for sandpool's state")

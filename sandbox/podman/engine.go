@@ -52,8 +52,9 @@ type Config struct {
 	// Platform is gVisor's platform (ptrace or systrap); default
 	// DefaultPlatform for the current gVisor, the runtime's own otherwise.
 	Platform string
-	// RuntimeWrapper is the sandpool-runsc binary; default next to the
-	// running executable, then on PATH. Only the current gVisor uses it.
+	// RuntimeWrapper is the sandpool-runsc binary; default next to
+	// AgentPath, then next to the running executable, then on PATH. Only
+	// the current gVisor uses it.
 	RuntimeWrapper string
 	// Socket is the path of an existing podman service's unix socket.
 	// Empty: start and supervise one at StateDir/podman-<runtime>-<pid>.sock.

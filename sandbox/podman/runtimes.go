@@ -141,6 +141,12 @@ func runtimeVersion(rt runtimeInfo) string {
 // rewritten, so containers made through it keep working after an upgrade.
 func (e *Engine) installWrapper() (string, error) {
 	src := e.cfg.RuntimeWrapper
+	if src == "" && e.cfg.AgentPath != "" {
+		// Built together (make build, the tests): look beside the agent.
+		if p := filepath.Join(filepath.Dir(e.cfg.AgentPath), "sandpool-runsc"); isFile(p) {
+			src = p
+		}
+	}
 	if src == "" {
 		var err error
 		if src, err = findBinary("sandpool-runsc"); err != nil {
@@ -173,12 +179,16 @@ func (e *Engine) installWrapper() (string, error) {
 	return dst, nil
 }
 
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
 // findBinary looks for one of sandpool's binaries next to the running
 // executable, then on PATH.
 func findBinary(name string) (string, error) {
 	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+		if p := filepath.Join(filepath.Dir(exe), name); isFile(p) {
 			return p, nil
 		}
 	}

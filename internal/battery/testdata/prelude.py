@@ -3,7 +3,7 @@
 import ctypes, errno, json, os, socket, stat, struct, subprocess, sys, time
 
 RUNTIME = CFG["runtime"]
-GVISOR = RUNTIME == "runsc"
+GVISOR = RUNTIME.startswith("runsc")  # runsc (current) and runsc-debian
 R = {}
 libc = ctypes.CDLL(None, use_errno=True)
 
