@@ -122,6 +122,29 @@ func TestCheckpointRestore(t *testing.T) {
 	}
 }
 
+// TestCheckpointRestoreEgress: an egress sandbox (created by the engine's
+// second service, gVisor's own netstack) restores with its network.
+func TestCheckpointRestoreEgress(t *testing.T) {
+	e := podmantest.Engine(t, podmantest.Runsc)
+	spec := podmantest.Spec(podmantest.Runsc)
+	spec.Network = sandbox.NetworkEgress
+	sb := podmantest.Create(t, e, spec)
+	run(t, sb, "x = 5", 30*time.Second)
+	img, err := e.Checkpoint(context.Background(), sb, filepath.Join(t.TempDir(), "img"), sandbox.CheckpointOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := restore(t, e, spec, img.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out := run(t, rs, "x", 30*time.Second)
+	_, probe := run(t, rs, egressProbe, 30*time.Second)
+	if result(out) != "5" || !strings.Contains(string(probe.Stdout), "eth0") || !strings.HasSuffix(string(probe.Stdout), "hi\n") {
+		t.Errorf("restored egress sandbox: x %q, network %q", result(out), probe.Stdout)
+	}
+}
+
 // TestCheckpointFaults: every bad input or fault gives a clear error and
 // loses nothing: the session keeps running, no partial image is left, no
 // container is half-restored.

@@ -65,8 +65,6 @@ type Config struct {
 	// AgentPath is the static sandpool-agent binary on this host; default:
 	// next to the running executable, then on PATH.
 	AgentPath string
-	// CheckpointDir holds checkpoint images; default StateDir/checkpoints.
-	CheckpointDir string
 	// Podman is the podman binary for a supervised service.
 	Podman string
 	Log    zerolog.Logger
@@ -112,9 +110,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.RuntimeFlags == nil {
 		cfg.RuntimeFlags = DefaultRuntimeFlags(cfg.Runtime, cfg.Platform)
-	}
-	if cfg.CheckpointDir == "" {
-		cfg.CheckpointDir = filepath.Join(cfg.StateDir, "checkpoints")
 	}
 	rt, err := resolveRuntime(cfg.Runtime)
 	if err != nil {

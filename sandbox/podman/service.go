@@ -211,7 +211,7 @@ func (s *Service) supervise() {
 				s.restarts++
 				s.mu.Unlock()
 				s.setErr(fmt.Sprintf("service exited: %v", err))
-				s.cfg.Log.Warn().Str("runtime", s.cfg.Runtime).Err(err).Msg("podman service exited; restarting")
+				s.cfg.Log.Warn().Str("ociRuntime", s.cfg.Runtime).Err(err).Msg("podman service exited; restarting")
 				if time.Since(started) > time.Minute {
 					backoff = 250 * time.Millisecond
 				}

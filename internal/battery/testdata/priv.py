@@ -58,7 +58,26 @@ def unshare_in_child(flags):
     code = os.waitstatus_to_exitcode(status)
     return "ok" if code == 0 else ename(code)
 got = {name: unshare_in_child(f) for name, f in (("user", CLONE_NEWUSER), ("mount", CLONE_NEWNS), ("net", CLONE_NEWNET), ("pid", CLONE_NEWPID))}
-check("P6", all(v != "ok" for v in got.values()), got)
+def clone3_in_child(flags):
+    # clone3 keeps its flags in memory a seccomp filter cannot read.
+    pid = os.fork()
+    if pid == 0:
+        args = ctypes.create_string_buffer(struct.pack("8Q", flags, 0, 0, 0, 17, 0, 0, 0))
+        r = libc.syscall(435, args, ctypes.c_long(64))
+        if r == 0:
+            os._exit(0)  # the new process, in its new namespace
+        os._exit(0 if r > 0 else min(ctypes.get_errno(), 255))
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return "ok" if code == 0 else ename(code)
+c3 = clone3_in_child(CLONE_NEWUSER)
+got["clone3 user"] = c3
+note = ""
+if GVISOR and c3 == "ok":
+    # The current gVisor implements clone3 and answers EPERM for every
+    # errno rule of the profile, so denying clone3 would break threads.
+    note = "clone3 creates a user namespace of gVisor's own kernel (the filter cannot deny clone3 there without breaking threads); unshare and clone are denied"
+check("P6", all(v != "ok" for k, v in got.items() if k != "clone3 user") and (c3 != "ok" or GVISOR), got, note)
 
 host = socket.gethostname().encode()
 got = {"sethostname": sc(170, host, len(host)), "acct": sc(163, 0), "swapon": sc(167, b"/nonexistent", 0),
