@@ -26,6 +26,12 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil || spec.Network != sandbox.NetworkNone {
 		t.Fatalf("default spec: network %q, %v", spec.Network, err)
 	}
+	for rt, iso := range map[string]sandbox.Isolation{"runsc-debian": sandbox.IsolationGVisor, "/usr/bin/runsc": sandbox.IsolationGVisor, "runc": sandbox.IsolationContainer} {
+		c := Config{Runtime: rt}
+		if err := c.Normalize(); err != nil || c.Isolation != iso {
+			t.Errorf("runtime %s: isolation %q, %v", rt, c.Isolation, err)
+		}
+	}
 	z := Config{Scale: ScaleConfig{ReadySessionInstances: intp(0)}}
 	if err := z.Normalize(); err != nil || z.ready() != 0 {
 		t.Fatalf("an explicit 0 ready instances must stay 0: %d %v", z.ready(), err)
@@ -42,6 +48,8 @@ func TestConfigRejects(t *testing.T) {
 		{"negative ready", func(c *Config) { c.Scale.ReadySessionInstances = intp(-2) }, "scaleConfiguration.readySessionInstances"},
 		{"ready above max", func(c *Config) { c.Scale.MaxConcurrentSessions = 2; c.Scale.ReadySessionInstances = intp(3) }, "readySessionInstances"},
 		{"unknown runtime", func(c *Config) { c.Runtime = "crun" }, "runtime"},
+		{"relative runtime path", func(c *Config) { c.Runtime = "bin/runsc" }, "runtime"},
+		{"unclean runtime path", func(c *Config) { c.Runtime = "/opt/../usr/bin/runsc" }, "runtime"},
 		{"bad isolation", func(c *Config) { c.Isolation = "none" }, "isolation"},
 		{"bad name", func(c *Config) { c.Name = "Bad_Name" }, "name"},
 		{"negative cooldown", func(c *Config) { c.Lifecycle.CooldownPeriodInSeconds = -5 }, "cooldownPeriodInSeconds"},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandpool/sandpool/internal/podmantest"
 	"github.com/sandpool/sandpool/pool"
+	"github.com/sandpool/sandpool/sandbox"
 	"github.com/sandpool/sandpool/sandbox/image"
 )
 
@@ -28,6 +29,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"pools: [{lifecycleConfiguration: {cooldownPeriodInSeconds: -1}}]", "cooldownPeriodInSeconds"},
 		{"pools: [{scaleConfiguration: {maxSessions: 3}}]", "maxSessions"},
 		{"server: {listen: nowhere}", "server.listen"},
+		{"server: {engines: {runsc: {platform: kvm}}}", "server.engines.runsc.platform: must be ptrace or systrap"},
+		{"server: {engines: {runc: {platform: ptrace}}}", "server.engines.runc.platform: applies to gVisor runtimes only"},
 		{"pools: [{name: a}, {name: a}]", "name"},
 		{"server: {listen: '0.0.0.0:0'}", "server.listen: 0.0.0.0:0 is not a loopback address"},
 		{"server: {listen: '0.0.0.0:0', auth: {apiKeys: [{name: a, key: short}]}}", "apiKeys[0].key"},
@@ -214,5 +217,16 @@ func TestCustomContainerExample(t *testing.T) {
 	}
 	if code, body := get("/events?identifier=user-123&n=3"); code != 200 || strings.Count(body, "data: ") != 3 {
 		t.Errorf("events: %d %q", code, body)
+	}
+}
+
+// TestVersion: the version, then the pinned gVisor's.
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, strings.NewReader(""), &out, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 || lines[1] != "gvisor "+sandbox.GVisorVersion {
+		t.Errorf("sandpool version printed %q", out.String())
 	}
 }
