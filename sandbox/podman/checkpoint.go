@@ -147,16 +147,10 @@ func (e *Engine) Checkpoint(ctx context.Context, sb *sandbox.Sandbox, dir string
 		args = append(args, "--exclude-committed-zero-pages")
 	}
 	if err := e.runsc(ctx, append(args, sb.ID)...); err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			return sandbox.CheckpointImage{}, errcode.Wrap(errcode.NoSpace, "no space left for the checkpoint image; the sandbox keeps running", err)
-		}
-		return sandbox.CheckpointImage{}, errcode.Wrap(errcode.Internal, "the checkpoint failed; the sandbox keeps running", err)
+		return sandbox.CheckpointImage{}, checkpointErr("the checkpoint failed", err)
 	}
 	if err := sealImage(tmp, &m); err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			return sandbox.CheckpointImage{}, errcode.Wrap(errcode.NoSpace, "no space left for the checkpoint image; the sandbox keeps running", err)
-		}
-		return sandbox.CheckpointImage{}, errcode.Wrap(errcode.Internal, "writing the checkpoint image failed; the sandbox keeps running", err)
+		return sandbox.CheckpointImage{}, checkpointErr("writing the checkpoint image failed", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return sandbox.CheckpointImage{}, errcode.Wrap(errcode.Internal, "writing the checkpoint image failed; the sandbox keeps running", err)
@@ -179,6 +173,15 @@ func (e *Engine) Checkpoint(ctx context.Context, sb *sandbox.Sandbox, dir string
 		e.log.Warn().Err(err).Msg("removing a checkpointed sandbox")
 	}
 	return img, nil
+}
+
+// checkpointErr is a failed checkpoint's error: no_space when the disk
+// filled up, internal otherwise; either way the sandbox runs on.
+func checkpointErr(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return errcode.Wrap(errcode.NoSpace, "no space left for the checkpoint image; the sandbox keeps running", err)
+	}
+	return errcode.Wrap(errcode.Internal, what+"; the sandbox keeps running", err)
 }
 
 // globalFlags are the runsc flags podman passes: the service's runtime

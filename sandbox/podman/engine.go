@@ -6,6 +6,7 @@
 package podman
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -211,21 +212,49 @@ func (e *Engine) installAgent() error {
 	if err != nil {
 		return fmt.Errorf("podman: read agent: %w", err)
 	}
-	sum := sha256.Sum256(b)
-	dir := filepath.Join(e.cfg.StateDir, "agent", hex.EncodeToString(sum[:8]))
-	dst := filepath.Join(dir, "sandpool-agent")
-	if cur, err := os.ReadFile(dst); err == nil && sha256.Sum256(cur) == sum {
-		e.agentDir = dir
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("podman: agent dir: %w", err)
-	}
-	if err := writeAtomic(dst, b, 0o755); err != nil {
+	dir, err := e.installFiles("agent", []installFile{{"sandpool-agent", b, 0o755}})
+	if err != nil {
 		return fmt.Errorf("podman: install agent: %w", err)
 	}
 	e.agentDir = dir
 	return nil
+}
+
+// installFile is one file of a content-addressed directory.
+type installFile struct {
+	name string
+	data []byte
+	mode os.FileMode
+}
+
+// installFiles puts files in StateDir/kind/<hash of their contents>,
+// unless they are there already, and returns the directory. A directory
+// is never rewritten with other contents, so what a running container
+// uses from it never changes.
+func (e *Engine) installFiles(kind string, files []installFile) (string, error) {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.data))
+		h.Write(f.data)
+	}
+	dir := filepath.Join(e.cfg.StateDir, kind, hex.EncodeToString(h.Sum(nil)[:8]))
+	same := true
+	for _, f := range files {
+		cur, err := os.ReadFile(filepath.Join(dir, f.name))
+		same = same && err == nil && bytes.Equal(cur, f.data)
+	}
+	if same {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		if err := writeAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 func (e *Engine) installSeccomp() error {

@@ -1,9 +1,6 @@
 package podman
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -65,7 +62,7 @@ func resolveRuntime(name string) (runtimeInfo, error) {
 		}
 		rt.binary = p
 	}
-	if st, err := os.Stat(rt.binary); err != nil || !st.Mode().IsRegular() {
+	if !isFile(rt.binary) {
 		return rt, fmt.Errorf("podman: runtime %q: %s is not installed", name, rt.binary)
 	}
 	return rt, nil
@@ -157,26 +154,15 @@ func (e *Engine) installWrapper() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("podman: read runtime wrapper: %w", err)
 	}
-	target := []byte(e.rt.binary + "\n")
-	sum := sha256.Sum256(append(append([]byte(nil), b...), target...))
-	dir := filepath.Join(e.cfg.StateDir, "runtime", hex.EncodeToString(sum[:8]))
 	// Named runsc: podman applies what it knows of runtimes by their name.
-	dst := filepath.Join(dir, "runsc")
-	if cur, err := os.ReadFile(dst); err == nil && bytes.Equal(cur, b) {
-		if t, err := os.ReadFile(filepath.Join(dir, runscwrap.TargetFile)); err == nil && bytes.Equal(t, target) {
-			return dst, nil
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("podman: runtime wrapper dir: %w", err)
-	}
-	if err := writeAtomic(filepath.Join(dir, runscwrap.TargetFile), target, 0o644); err != nil {
+	dir, err := e.installFiles("runtime", []installFile{
+		{runscwrap.TargetFile, []byte(e.rt.binary + "\n"), 0o644},
+		{"runsc", b, 0o755},
+	})
+	if err != nil {
 		return "", fmt.Errorf("podman: install runtime wrapper: %w", err)
 	}
-	if err := writeAtomic(dst, b, 0o755); err != nil {
-		return "", fmt.Errorf("podman: install runtime wrapper: %w", err)
-	}
-	return dst, nil
+	return filepath.Join(dir, "runsc"), nil
 }
 
 func isFile(p string) bool {
